@@ -1,0 +1,84 @@
+# MOEX streaming analytics — `make up` runs the platform, `make test` proves it.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PY      := .venv/bin/python
+VENV    := .venv/.installed
+JARS    := .cache/jars/.installed
+CHROMIUM := /usr/bin/chromium
+
+export PYTHONDONTWRITEBYTECODE := 1
+
+.PHONY: help
+help: ## Show this help
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+$(VENV): requirements.txt requirements-dev.txt
+	python3 -m venv .venv
+	.venv/bin/pip install -q --upgrade pip
+	.venv/bin/pip install -q -r requirements-dev.txt
+	@touch $@
+
+$(JARS): jvm/pom.xml
+	mvn -q -B -f jvm/pom.xml generate-resources
+	@touch $@
+
+.PHONY: venv
+venv: $(VENV) ## Create .venv with the pinned Python packages
+
+.PHONY: jars
+jars: $(JARS) ## Fetch Kafka and the Flink Kafka connector from Maven Central into .cache/jars
+
+$(CHROMIUM):
+	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium
+
+.PHONY: chromium
+chromium: $(CHROMIUM) ## Install Debian's Chromium (for the browser tests)
+
+.PHONY: up
+up: $(VENV) $(JARS) ## Run everything: Kafka, the Flink job, the producer, the gateway (Ctrl-C stops)
+	$(PY) -m stack.up
+
+.PHONY: down
+down: ## Stop whatever `make up` started
+	@$(PY) -m stack.up down
+
+.PHONY: logs
+logs: ## Follow the logs of every component
+	@mkdir -p .run/logs && tail -n 20 -F .run/logs/*.log
+
+.PHONY: reload
+reload: $(VENV) ## Validate edited sql/ files, then resubmit the running job from a savepoint
+	$(PY) -m runner reload
+
+.PHONY: test
+test: $(VENV) $(JARS) $(CHROMIUM) ## Run the whole test suite (real Kafka, Flink MiniCluster, Chromium)
+	$(PY) -m pytest
+
+.PHONY: bench
+bench: $(VENV) $(JARS) ## Measure throughput and latency; results in bench-results/
+	$(PY) -m benchmarks
+
+.PHONY: lint
+lint: $(VENV) ## Fix formatting and lint findings
+	.venv/bin/ruff format .
+	.venv/bin/ruff check --fix .
+
+.PHONY: check
+check: $(VENV) ## Lint, format check and SQL validation; changes nothing
+	.venv/bin/ruff format --check .
+	.venv/bin/ruff check .
+	$(PY) -m runner check
+
+.PHONY: demo
+demo: $(VENV) $(JARS) ## Replay a seeded synthetic session through every indicator into .run/demo/
+	$(PY) -m producer synthetic --seed 7 --max-events 20000 --out .run/demo/trades.jsonl
+	$(PY) -m runner replay --trades .run/demo/trades.jsonl --out .run/demo/out
+
+.PHONY: up-cluster
+up-cluster: ## Scale-out path with Docker: 3 brokers, JobManager, 2 TaskManagers (see compose/)
+	docker compose -f compose/docker-compose.yml up -d --build
+
+.PHONY: clean
+clean: ## Remove generated state (.run/); keeps the venv and jars
+	rm -rf .run

@@ -1,0 +1,1 @@
+"""Local platform plumbing: the single-node Kafka broker, topic declarations, `make up`."""

@@ -1,0 +1,216 @@
+"""A single-node Kafka 4 broker (KRaft, broker and controller in one JVM) run from the Maven jars.
+
+    python -m stack.kafka start   # foreground, data in .run/kafka (survives restarts)
+
+Used by `make up` on 127.0.0.1:9092 and by the test session on free ports in a temp folder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+from stack.paths import KAFKA_JARS, ROOT, RUN
+
+LOG4J_CONFIG = ROOT / "stack" / "kafka-log4j2.yaml"
+
+# Settings without which a one-broker cluster cannot run transactions (the Flink exactly-once
+# sink) or consumer groups: every internal topic must fit on one replica.
+SINGLE_NODE_SETTINGS = {
+    "offsets.topic.replication.factor": "1",
+    "offsets.topic.num.partitions": "5",
+    "transaction.state.log.replication.factor": "1",
+    "transaction.state.log.min.isr": "1",
+    "transaction.state.log.num.partitions": "5",
+    "share.coordinator.state.topic.replication.factor": "1",
+    "share.coordinator.state.topic.min.isr": "1",
+    "min.insync.replicas": "1",
+    "default.replication.factor": "1",
+}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def port_open(host: str, port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex((host, port)) == 0
+
+
+class KafkaBroker:
+    """One KRaft node. `start()` formats storage once, launches the JVM and waits until ready."""
+
+    def __init__(
+        self,
+        data_dir: Path,
+        port: int = 9092,
+        controller_port: int = 9093,
+        heap_mb: int = 512,
+        log_file: Path | None = None,
+    ) -> None:
+        self.data_dir = Path(data_dir)
+        self.port = port
+        self.controller_port = controller_port
+        self.heap_mb = heap_mb
+        self.log_file = log_file or self.data_dir / "kafka.out"
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def bootstrap(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def config_file(self) -> Path:
+        return self.data_dir / "server.properties"
+
+    def _classpath(self) -> str:
+        if not any(KAFKA_JARS.glob("kafka_2.13-*.jar")):
+            raise FileNotFoundError(f"no Kafka jars in {KAFKA_JARS}: run `make jars`")
+        return str(KAFKA_JARS / "*")
+
+    def write_config(self) -> None:
+        settings = {
+            "process.roles": "broker,controller",
+            "node.id": "1",
+            "controller.quorum.bootstrap.servers": f"127.0.0.1:{self.controller_port}",
+            "listeners": f"PLAINTEXT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{self.controller_port}",
+            "advertised.listeners": f"PLAINTEXT://127.0.0.1:{self.port}",
+            "controller.listener.names": "CONTROLLER",
+            "inter.broker.listener.name": "PLAINTEXT",
+            "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+            "log.dirs": str(self.data_dir / "log"),
+            "num.partitions": "3",
+            "auto.create.topics.enable": "false",
+            "group.initial.rebalance.delay.ms": "0",
+            # The Flink sink's transactions must fit under this (the connector's own default,
+            # 1 h, does not: sql/ sets properties.transaction.timeout.ms to 10 min).
+            "transaction.max.timeout.ms": "900000",
+            **SINGLE_NODE_SETTINGS,
+        }
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.config_file.write_text("".join(f"{k}={v}\n" for k, v in settings.items()))
+
+    def _java(self, main_class: str, *args: str, **popen: object) -> list[str]:
+        return [
+            "java",
+            f"-Xmx{self.heap_mb}m",
+            f"-Xms{min(self.heap_mb, 128)}m",
+            "-XX:+UseG1GC",
+            "-XX:MaxDirectMemorySize=256m",
+            "-Djava.awt.headless=true",
+            f"-Dlog4j2.configurationFile={LOG4J_CONFIG}",
+            f"-Dkafka.logs.dir={self.data_dir}",
+            "-cp",
+            self._classpath(),
+            main_class,
+            *args,
+        ]
+
+    def format_storage(self) -> None:
+        """Format the log dir once; a formatted dir keeps its cluster id and data."""
+        if (self.data_dir / "log" / "meta.properties").exists():
+            return
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        cmd = self._java(
+            "kafka.tools.StorageTool",
+            "format",
+            "--standalone",
+            "-t",
+            cluster_id,
+            "-c",
+            str(self.config_file),
+        )
+        result = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+        if result.returncode != 0:
+            raise RuntimeError(f"kafka storage format failed:\n{result.stdout}\n{result.stderr}")
+
+    def command(self) -> list[str]:
+        return self._java("kafka.Kafka", str(self.config_file))
+
+    def start(self, timeout_s: float = 90.0) -> None:
+        if port_open("127.0.0.1", self.port):
+            raise RuntimeError(f"port {self.port} is taken: is another Kafka running? (`make down`)")
+        self.write_config()
+        self.format_storage()
+        log = open(self.log_file, "ab")
+        self.process = subprocess.Popen(
+            self.command(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        log.close()
+        self.wait_ready(timeout_s)
+
+    def wait_ready(self, timeout_s: float) -> None:
+        """Ready means the broker answers metadata requests, not merely that the port opened."""
+        from kafka.admin import KafkaAdminClient
+
+        deadline = time.monotonic() + timeout_s
+        last_error: Exception | None = None
+        while time.monotonic() < deadline:
+            if self.process is not None and self.process.poll() is not None:
+                raise RuntimeError(f"Kafka exited with {self.process.returncode}; see {self.log_file}")
+            if port_open("127.0.0.1", self.port):
+                try:
+                    admin = KafkaAdminClient(
+                        bootstrap_servers=self.bootstrap, request_timeout_ms=5000
+                    )
+                    admin.describe_cluster()
+                    admin.close()
+                    return
+                except Exception as exc:
+                    last_error = exc
+            time.sleep(0.3)
+        raise TimeoutError(f"Kafka not ready after {timeout_s}s ({last_error}); see {self.log_file}")
+
+    def stop(self, timeout_s: float = 30.0) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        os.killpg(self.process.pid, signal.SIGTERM)
+        try:
+            self.process.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+
+    def kill(self) -> None:
+        """Crash the broker (SIGKILL), as a power cut would."""
+        if self.process is not None and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m stack.kafka")
+    parser.add_argument("command", choices=["start"])
+    parser.add_argument("--data-dir", type=Path, default=RUN / "kafka")
+    parser.add_argument("--port", type=int, default=int(os.environ.get("KAFKA_PORT", 9092)))
+    parser.add_argument("--controller-port", type=int, default=9093)
+    parser.add_argument("--heap-mb", type=int, default=int(os.environ.get("KAFKA_HEAP_MB", 512)))
+    args = parser.parse_args(argv)
+    broker = KafkaBroker(args.data_dir, args.port, args.controller_port, args.heap_mb)
+    broker.start()
+    print(f"kafka: ready on {broker.bootstrap} (data in {args.data_dir})", flush=True)
+
+    def _stop(*_: object) -> None:
+        broker.stop()
+        sys.exit(0)
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    assert broker.process is not None
+    return broker.process.wait()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,62 @@
+"""Session fixtures: one real Kafka broker (free ports, temp dir) for the whole test session.
+
+Tests that need Flink use the `flink` fixtures in tests/flink_support.py (one JVM per session).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from stack.kafka import KafkaBroker, free_port
+from stack.topics import create_topics
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def kafka_broker() -> Iterator[KafkaBroker]:
+    """A real single-node Kafka 4 broker, started once per test session."""
+    data_dir = Path(tempfile.mkdtemp(prefix="moex-test-kafka-"))
+    broker = KafkaBroker(data_dir, free_port(), free_port(), heap_mb=384)
+    broker.start()
+    create_topics(broker.bootstrap)
+    try:
+        yield broker
+    finally:
+        broker.stop()
+        shutil.rmtree(data_dir, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(kafka_broker: KafkaBroker) -> str:
+    return kafka_broker.bootstrap
+
+
+@pytest.fixture
+def unique_topic(kafka_bootstrap: str) -> Iterator[str]:
+    """A fresh 3-partition topic for one test, deleted afterwards."""
+    from kafka.admin import KafkaAdminClient, NewTopic
+
+    name = f"test.{uuid.uuid4().hex[:12]}"
+    admin = KafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+    admin.create_topics([NewTopic(name, 3, 1)])
+    try:
+        yield name
+    finally:
+        admin.delete_topics([name])
+        admin.close()
+
+
+@pytest.fixture(scope="session")
+def test_output_dir() -> Path:
+    """Where tests leave artefacts a person may want to look at (screenshots, logs)."""
+    out = Path(os.environ.get("MOEX_TEST_OUTPUT", ROOT / ".run" / "test-output"))
+    out.mkdir(parents=True, exist_ok=True)
+    return out
