@@ -141,7 +141,9 @@ class KafkaBroker:
 
     def start(self, timeout_s: float = 90.0) -> None:
         if port_open("127.0.0.1", self.port):
-            raise RuntimeError(f"port {self.port} is taken: is another Kafka running? (`make down`)")
+            raise RuntimeError(
+                f"port {self.port} is taken: is another Kafka running? (`make down`)"
+            )
         self.write_config()
         self.format_storage()
         log = open(self.log_file, "ab")
@@ -159,7 +161,9 @@ class KafkaBroker:
         last_error: Exception | None = None
         while time.monotonic() < deadline:
             if self.process is not None and self.process.poll() is not None:
-                raise RuntimeError(f"Kafka exited with {self.process.returncode}; see {self.log_file}")
+                raise RuntimeError(
+                    f"Kafka exited with {self.process.returncode}; see {self.log_file}"
+                )
             if port_open("127.0.0.1", self.port):
                 try:
                     admin = KafkaAdminClient(
@@ -171,7 +175,9 @@ class KafkaBroker:
                 except Exception as exc:
                     last_error = exc
             time.sleep(0.3)
-        raise TimeoutError(f"Kafka not ready after {timeout_s}s ({last_error}); see {self.log_file}")
+        raise TimeoutError(
+            f"Kafka not ready after {timeout_s}s ({last_error}); see {self.log_file}"
+        )
 
     def stop(self, timeout_s: float = 30.0) -> None:
         if self.process is None or self.process.poll() is not None:

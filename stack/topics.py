@@ -1,7 +1,7 @@
 """Topic declarations from topics.toml, and their creation on a broker.
 
-    python -m stack.topics create --bootstrap 127.0.0.1:9092 [--replication-factor 3]
-    python -m stack.topics list
+python -m stack.topics create --bootstrap 127.0.0.1:9092 [--replication-factor 3]
+python -m stack.topics list
 """
 
 from __future__ import annotations

@@ -1,0 +1,190 @@
+"""Command line of the runner.
+
+python -m runner run      [--fresh] [--only a,b] [--dry-run] [--jobmanager HOST:PORT]
+python -m runner check    validate sql/ with sqlglot and Flink's planner; start nothing
+python -m runner replay   --trades F [--orderbook F] [--status F] --out DIR
+python -m runner reload   validate, then stop the running job with a savepoint and resubmit
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import time
+from pathlib import Path
+
+from runner import job
+from runner.settings import Settings
+from runner.sqlfiles import SqlFileError
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    settings = Settings()
+    for key in ("bootstrap", "topic_prefix", "txn_prefix", "group_id", "jobmanager"):
+        value = getattr(args, key, None)
+        if value is not None:
+            setattr(settings, key, value)
+    if getattr(args, "sql_dir", None):
+        settings.sql_dir = Path(args.sql_dir)
+    if getattr(args, "catalog", None):
+        settings.catalog_path = Path(args.catalog)
+    if getattr(args, "checkpoint_dir", None):
+        settings.checkpoint_dir = Path(args.checkpoint_dir)
+    if getattr(args, "rest_port", None):
+        settings.rest_port = args.rest_port
+    if getattr(args, "checkpoint_ms", None):
+        settings.checkpoint_interval_ms = args.checkpoint_ms
+    if getattr(args, "only", None):
+        settings.only = [n.strip() for n in args.only.split(",") if n.strip()]
+    settings.fresh = bool(getattr(args, "fresh", False))
+    return settings
+
+
+def _report(errors: list[SqlFileError]) -> int:
+    for err in errors:
+        print(err, file=sys.stderr)
+    print(f"runner: {len(errors)} problem(s) in sql/; nothing was started", file=sys.stderr)
+    return 2
+
+
+def validate(settings: Settings, connectors: job.Connectors | None = None):
+    """Structure (headers, statements) then Flink's own parser and planner, in a throwaway env.
+
+    Returns (t_env, plan, statement_set) ready to execute, or raises PlanError.
+    """
+    plan = job.load_plan(settings)
+    t_env = job.create_table_env(settings)
+    connectors = connectors or job.Connectors(settings)
+    errors: list[SqlFileError] = []
+    statement_set = None
+    try:
+        statement_set = job.build(t_env, plan, connectors, settings, on_error=errors.append)
+    except job.PlanError:
+        pass
+    if not errors:
+        errors += job.check_grains(t_env, plan)
+    if errors:
+        raise job.PlanError(errors)
+    return t_env, plan, statement_set
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    try:
+        _, plan, statement_set = validate(settings)
+    except job.PlanError as exc:
+        return _report(exc.errors)
+    statement_set.explain()
+    print(f"runner: {len(plan.files)} files, {len(plan.outputs)} outputs: all valid")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    restore = None if settings.fresh else job.latest_checkpoint(settings.checkpoint_dir)
+    try:
+        t_env, plan, statement_set = validate(settings)
+    except job.PlanError as exc:
+        return _report(exc.errors)
+    job.write_catalog(job.catalog(t_env, plan, settings), settings.catalog_path)
+    if args.dry_run:
+        print(statement_set.explain())
+        print(f"runner: dry run, {len(plan.outputs)} outputs; catalog in {settings.catalog_path}")
+        return 0
+    for key, value in job.streaming_config(settings, restore).items():
+        t_env.get_config().set(key, value)
+    if args.jobmanager:
+        host, _, port = args.jobmanager.partition(":")
+        t_env.get_config().set("execution.target", "remote")
+        t_env.get_config().set("rest.address", host)
+        t_env.get_config().set("rest.port", port or "8081")
+    result = statement_set.execute()
+    job_client = result.get_job_client()
+    job_id = job_client.get_job_id() if job_client else "?"
+    print(
+        f"runner: job {job_id} running {len(plan.outputs)} outputs "
+        f"({', '.join(o.name for o in plan.outputs)}); "
+        + (f"restored from {restore}" if restore else "fresh state")
+        + f"; web UI http://127.0.0.1:{settings.rest_port}",
+        flush=True,
+    )
+    if args.jobmanager:
+        return 0
+
+    def stop(*_: object) -> None:
+        print("runner: stopping the job", flush=True)
+        try:
+            job_client.cancel().result(30)
+        except Exception:
+            pass
+        sys.exit(0)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    while True:
+        status = str(job_client.get_job_status().result())
+        if status in ("FAILED", "CANCELED", "FINISHED"):
+            print(f"runner: job ended with status {status}", file=sys.stderr)
+            return 1 if status == "FAILED" else 0
+        time.sleep(2)
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    from runner.replay import replay
+
+    settings = _settings(args)
+    return replay(settings, args)
+
+
+def cmd_reload(args: argparse.Namespace) -> int:
+    from runner.reload import reload
+
+    return reload(_settings(args))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m runner",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = parser.add_subparsers(dest="command")
+
+    def common(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--sql-dir", help="folder of .sql files (default sql/)")
+        p.add_argument("--bootstrap", help="Kafka bootstrap servers (default 127.0.0.1:9092)")
+        p.add_argument("--topic-prefix", help="topic name prefix (default moex.)")
+        p.add_argument("--only", help="comma-separated outputs to run")
+        p.add_argument("--catalog", help="where to write the outputs catalog")
+
+    run = sub.add_parser("run", help="validate sql/ and run every output as one job")
+    common(run)
+    run.add_argument("--fresh", action="store_true", help="ignore retained checkpoints")
+    run.add_argument("--dry-run", action="store_true", help="print the plan, start nothing")
+    run.add_argument("--jobmanager", help="HOST:PORT of a remote Flink cluster")
+    run.add_argument("--txn-prefix", help="transactional id prefix (unique per job)")
+    run.add_argument("--group-id", help="Kafka consumer group of the sources")
+    run.add_argument("--checkpoint-dir")
+    run.add_argument("--checkpoint-ms", type=int)
+    run.add_argument("--rest-port", type=int)
+
+    check = sub.add_parser("check", help="validate sql/; start nothing")
+    common(check)
+
+    rep = sub.add_parser("replay", help="run the same SQL over files (backtest)")
+    common(rep)
+    rep.add_argument("--trades", required=True, type=Path)
+    rep.add_argument("--orderbook", type=Path)
+    rep.add_argument("--status", type=Path)
+    rep.add_argument("--out", required=True, type=Path)
+
+    rel = sub.add_parser("reload", help="validate edits, then resubmit from a savepoint")
+    common(rel)
+    rel.add_argument("--rest-port", type=int)
+
+    args = parser.parse_args(argv)
+    if args.command is None:
+        args = parser.parse_args(["run", *(argv or sys.argv[1:])])
+    handler = {"run": cmd_run, "check": cmd_check, "replay": cmd_replay, "reload": cmd_reload}
+    return handler[args.command](args)

@@ -1,0 +1,38 @@
+"""Runner settings: defaults for a laptop, overridable by flags and environment variables."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from stack.paths import RUN, SQL_DIR
+
+
+@dataclass
+class Settings:
+    bootstrap: str = os.environ.get("KAFKA_BOOTSTRAP", "127.0.0.1:9092")
+    sql_dir: Path = SQL_DIR
+    topic_prefix: str = "moex."  # tests use their own prefix to stay apart on a shared broker
+    group_id: str = "moex-flink"
+    # Event time: how late a trade may arrive and still count in its window.
+    watermark_delay_ms: int = int(os.environ.get("MOEX_WATERMARK_DELAY_MS", 1000))
+    # A ticker with no trades for this long must not hold back the others' windows.
+    idle_timeout_ms: int = int(os.environ.get("MOEX_IDLE_TIMEOUT_MS", 3000))
+    checkpoint_interval_ms: int = int(os.environ.get("MOEX_CHECKPOINT_MS", 5000))
+    # Must exceed checkpoint interval + restart time, and stay under the broker's
+    # transaction.max.timeout.ms (15 min): the connector's default of 1 h is refused.
+    transaction_timeout_ms: int = 600_000
+    checkpoint_dir: Path = RUN / "checkpoints"
+    catalog_path: Path = Path(os.environ.get("MOEX_CATALOG", RUN / "catalog.json"))
+    parallelism: int = int(os.environ.get("MOEX_PARALLELISM", 1))
+    rest_port: int = int(os.environ.get("FLINK_REST_PORT", 8081))
+    jvm_heap_mb: int = int(os.environ.get("FLINK_HEAP_MB", 1024))
+    # Python bundles: results wait at most this long in a worker (latency of UDAF outputs).
+    python_bundle_time_ms: int = 100
+    only: list[str] = field(default_factory=list)
+    fresh: bool = False
+    txn_prefix: str = "moex"
+    startup_mode: str = "group-offsets"
+    jobmanager: str | None = None  # HOST:PORT of a remote cluster (compose path)
+    job_name: str = "moex-analytics"
