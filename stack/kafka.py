@@ -59,6 +59,7 @@ class KafkaBroker:
         controller_port: int = 9093,
         heap_mb: int = 512,
         log_file: Path | None = None,
+        own_process_group: bool = True,
     ) -> None:
         self.data_dir = Path(data_dir)
         self.port = port
@@ -66,6 +67,9 @@ class KafkaBroker:
         self.heap_mb = heap_mb
         self.log_file = log_file or self.data_dir / "kafka.out"
         self.process: subprocess.Popen | None = None
+        # Tests give the JVM its own group; `python -m stack.kafka` keeps it in the caller's,
+        # so stopping that group (make down) stops the JVM too.
+        self.own_process_group = own_process_group
 
     @property
     def bootstrap(self) -> str:
@@ -148,7 +152,10 @@ class KafkaBroker:
         self.format_storage()
         log = open(self.log_file, "ab")
         self.process = subprocess.Popen(
-            self.command(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            self.command(),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=self.own_process_group,
         )
         log.close()
         self.wait_ready(timeout_s)
@@ -182,17 +189,24 @@ class KafkaBroker:
     def stop(self, timeout_s: float = 30.0) -> None:
         if self.process is None or self.process.poll() is not None:
             return
-        os.killpg(self.process.pid, signal.SIGTERM)
+        self._signal(signal.SIGTERM)
         try:
             self.process.wait(timeout_s)
         except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)
+            self._signal(signal.SIGKILL)
             self.process.wait()
+
+    def _signal(self, signum: int) -> None:
+        assert self.process is not None
+        if self.own_process_group:
+            os.killpg(self.process.pid, signum)
+        else:
+            self.process.send_signal(signum)
 
     def kill(self) -> None:
         """Crash the broker (SIGKILL), as a power cut would."""
         if self.process is not None and self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGKILL)
+            self._signal(signal.SIGKILL)
             self.process.wait()
 
 
@@ -204,18 +218,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--controller-port", type=int, default=9093)
     parser.add_argument("--heap-mb", type=int, default=int(os.environ.get("KAFKA_HEAP_MB", 512)))
     args = parser.parse_args(argv)
-    broker = KafkaBroker(args.data_dir, args.port, args.controller_port, args.heap_mb)
+    broker = KafkaBroker(
+        args.data_dir, args.port, args.controller_port, args.heap_mb, own_process_group=False
+    )
     broker.start()
     print(f"kafka: ready on {broker.bootstrap} (data in {args.data_dir})", flush=True)
 
-    def _stop(*_: object) -> None:
-        broker.stop()
-        sys.exit(0)
-
-    signal.signal(signal.SIGTERM, _stop)
-    signal.signal(signal.SIGINT, _stop)
+    stop_requested: list[int] = []
+    signal.signal(signal.SIGTERM, lambda signum, _frame: stop_requested.append(signum))
+    signal.signal(signal.SIGINT, lambda signum, _frame: stop_requested.append(signum))
+    # Poll rather than wait(): a signal handler must not wait on the same Popen.
     assert broker.process is not None
-    return broker.process.wait()
+    while not stop_requested and broker.process.poll() is None:
+        time.sleep(0.3)
+    if stop_requested:
+        broker.stop()
+        return 0
+    print(f"kafka: broker exited with {broker.process.returncode}", file=sys.stderr)
+    return 1
 
 
 if __name__ == "__main__":
