@@ -1,0 +1,147 @@
+"""compose/ is the scale-out path; no Docker engine runs here, so these tests keep it
+consistent with the local `make up` by reading the files both paths use."""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from pathlib import Path
+
+import pytest
+import yaml
+
+from stack.topics import load_topics
+
+ROOT = Path(__file__).resolve().parent.parent
+COMPOSE = ROOT / "compose"
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict:
+    return yaml.safe_load((COMPOSE / "docker-compose.yml").read_text())
+
+
+@pytest.fixture(scope="module")
+def env() -> dict[str, str]:
+    pairs = {}
+    for line in (COMPOSE / ".env").read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            key, _, value = line.partition("=")
+            pairs[key.strip()] = value.strip()
+    return pairs
+
+
+def pom_property(name: str) -> str:
+    match = re.search(rf"<{name}>([^<]+)</{name}>", (ROOT / "jvm" / "pom.xml").read_text())
+    assert match, name
+    return match.group(1)
+
+
+def test_compose_when_versions_compared_then_match_local_pins(env: dict[str, str]) -> None:
+    requirements = (ROOT / "requirements.txt").read_text()
+    flink_pin = re.search(r"^apache-flink==(\S+)", requirements, re.M).group(1)
+    assert env["FLINK_VERSION"] == flink_pin
+    assert env["FLINK_CONNECTOR_VERSION"] == pom_property("flink.connector.version")
+    assert env["FLINK_CONNECTOR_VERSION"].endswith("-" + ".".join(flink_pin.split(".")[:2]))
+    assert env["KAFKA_VERSION"] == pom_property("kafka.version")
+    assert len(env["KAFKA_CLUSTER_ID"]) == 22
+
+
+def test_compose_when_parsed_then_three_brokers_replicate_with_min_isr_two(compose: dict) -> None:
+    brokers = {n: s for n, s in compose["services"].items() if n.startswith("kafka-")}
+    assert sorted(brokers) == ["kafka-1", "kafka-2", "kafka-3"]
+    node_ids = set()
+    for service in brokers.values():
+        environment = service["environment"]
+        node_ids.add(environment["KAFKA_NODE_ID"])
+        assert environment["KAFKA_PROCESS_ROLES"] == "broker,controller"
+        assert environment["KAFKA_DEFAULT_REPLICATION_FACTOR"] == 3
+        assert environment["KAFKA_MIN_INSYNC_REPLICAS"] == 2
+        assert environment["KAFKA_TRANSACTION_STATE_LOG_MIN_ISR"] == 2
+        # The Flink sink's transaction timeout (runner) must fit under the broker maximum.
+        assert environment["KAFKA_TRANSACTION_MAX_TIMEOUT_MS"] >= 600_000
+        assert service["image"] == "apache/kafka:${KAFKA_VERSION}"
+        assert "healthcheck" in service
+    assert node_ids == {1, 2, 3}
+    voters = brokers["kafka-1"]["environment"]["KAFKA_CONTROLLER_QUORUM_VOTERS"]
+    assert voters == "1@kafka-1:9093,2@kafka-2:9093,3@kafka-3:9093"
+
+
+def test_compose_when_parsed_then_topics_come_from_topics_toml_with_rf3(compose: dict) -> None:
+    command = compose["services"]["topics"]["command"]
+    assert command[:4] == ["python", "-m", "stack.topics", "create"]
+    assert command[command.index("--replication-factor") + 1] == "3"
+    assert command[command.index("--min-insync-replicas") + 1] == "2"
+    # The image copies the same declarations the local path reads.
+    assert "COPY topics.toml" in (COMPOSE / "app.Dockerfile").read_text()
+    assert "moex.trades" in load_topics()
+
+
+def test_compose_when_parsed_then_flink_has_jobmanager_and_two_taskmanagers(compose: dict) -> None:
+    services = compose["services"]
+    assert services["jobmanager"]["command"] == "jobmanager"
+    assert services["taskmanager"]["command"] == "taskmanager"
+    assert services["taskmanager"]["deploy"]["replicas"] == 2
+    assert services["jobmanager"]["image"] == "moex-stream/flink:${FLINK_VERSION}"
+    dockerfile = (COMPOSE / "flink.Dockerfile").read_text()
+    assert "FROM flink:${FLINK_VERSION}-java17" in dockerfile
+    assert "apache-flink==${FLINK_VERSION}" in dockerfile
+    assert "flink-sql-connector-kafka-${FLINK_CONNECTOR_VERSION}.jar" in dockerfile
+
+
+def test_compose_when_parsed_then_job_uses_runner_entry_point_on_the_jobmanager(
+    compose: dict,
+) -> None:
+    job = compose["services"]["job"]["command"]
+    assert job[:4] == ["python", "-m", "runner", "run"]
+    assert job[job.index("--jobmanager") + 1] == "jobmanager:8081"
+    assert (ROOT / "runner" / "__main__.py").exists()
+    for name, module in (("producer", "producer"), ("gateway", "gateway")):
+        command = compose["services"][name]["command"]
+        assert command[:3] == ["python", "-m", module]
+        assert (ROOT / module).is_dir()
+
+
+def test_compose_when_parsed_then_ports_match_local_stack(compose: dict) -> None:
+    from stack.up import Ports
+
+    local = Ports()
+    services = compose["services"]
+    assert f"{local.gateway}:{local.gateway}" in services["gateway"]["ports"]
+    assert f"{local.flink}:8081" in services["jobmanager"]["ports"]
+    assert services["kafka-1"]["ports"][0].startswith(f"{local.kafka}:")
+
+
+def test_compose_when_parsed_then_sql_and_udfs_are_mounted_read_only(compose: dict) -> None:
+    for name in ("jobmanager", "taskmanager", "job"):
+        volumes = compose["services"][name]["volumes"]
+        assert "../sql:/opt/moex/sql:ro" in volumes
+        assert "../udfs:/opt/moex/udfs:ro" in volumes
+
+
+def test_compose_when_service_depends_then_dependency_is_healthy_or_done(compose: dict) -> None:
+    services = compose["services"]
+    for name, service in services.items():
+        for dependency, spec in service.get("depends_on", {}).items():
+            condition = spec["condition"]
+            assert condition in (
+                "service_healthy",
+                "service_completed_successfully",
+                "service_started",
+            ), name
+            if condition == "service_healthy":
+                assert "healthcheck" in services[dependency], f"{name} waits on {dependency}"
+
+
+def test_topics_when_declared_then_every_sql_output_has_its_topic() -> None:
+    from runner.sqlfiles import discover, load
+
+    topics = load_topics()
+    for path in discover(ROOT / "sql"):
+        sql_file = load(path)
+        if sql_file.is_output:
+            assert f"moex.{sql_file.stem}" in topics, path
+            if sql_file.header.get("twin"):
+                assert f"moex.{sql_file.stem}_live" in topics, path
+    doc = tomllib.loads((ROOT / "topics.toml").read_text())
+    assert {"moex.trades", "moex.orderbook", "moex.market_status", "moex.dlq"} <= set(doc["topics"])
