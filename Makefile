@@ -47,6 +47,19 @@ down: ## Stop whatever `make up` started
 logs: ## Follow the logs of every component
 	@mkdir -p .run/logs && tail -n 20 -F .run/logs/*.log
 
+TOPIC ?= moex.trades
+N ?= 5
+.PHONY: consume
+consume: $(JARS) ## Print N records of a topic, read_committed: make consume TOPIC=moex.candles_1m N=3
+	@java -Xmx256m -Dlog4j2.configurationFile=stack/tools-log4j2.yaml -cp '.cache/jars/kafka/*' \
+		org.apache.kafka.tools.consumer.ConsoleConsumer --bootstrap-server $${KAFKA_BOOTSTRAP:-127.0.0.1:9092} \
+		--topic $(TOPIC) --from-beginning --max-messages $(N) --isolation-level read_committed \
+		--property print.key=true --property key.separator=' | '
+
+.PHONY: status
+status: ## What `make up` runs, with resident memory per component
+	@$(PY) -m stack.up status
+
 .PHONY: reload
 reload: $(VENV) ## Validate edited sql/ files, then resubmit the running job from a savepoint
 	$(PY) -m runner reload

@@ -166,7 +166,12 @@ def kafka_ready_with_topics(bootstrap: str) -> bool:
 
 
 def components(ports: Ports, producer_args: list[str]) -> list[Component]:
-    env = {"KAFKA_BOOTSTRAP": ports.bootstrap, "PYTHONUNBUFFERED": "1"}
+    env = {
+        "KAFKA_BOOTSTRAP": ports.bootstrap,
+        "MOEX_RUN_DIR": str(RUN),
+        "MOEX_CATALOG": str(RUN / "catalog.json"),
+        "PYTHONUNBUFFERED": "1",
+    }
     return [
         Component(
             "kafka",

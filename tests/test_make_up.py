@@ -1,0 +1,124 @@
+"""`make up` as a user runs it: the whole stack comes up, serves, and goes away without orphans.
+
+Runs the supervisor (`python -m stack.up`, what `make up` calls) on free ports with its state in
+a temp folder, so it does not collide with a stack the developer has running.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from kafka import KafkaConsumer
+
+from stack.kafka import free_port
+from stack.up import rss_mb
+
+ROOT = Path(__file__).resolve().parent.parent
+pytestmark = [pytest.mark.kafka, pytest.mark.flink]
+
+
+def _get(url: str) -> tuple[int, bytes]:
+    try:
+        with urllib.request.urlopen(url, timeout=3) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+
+
+def _descendants(pid: int) -> set[int]:
+    found, todo = set(), [pid]
+    while todo:
+        parent = todo.pop()
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit():
+                try:
+                    ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+                except (FileNotFoundError, ProcessLookupError, IndexError):
+                    continue
+                if ppid == parent and int(entry.name) not in found:
+                    found.add(int(entry.name))
+                    todo.append(int(entry.name))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        return state != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def test_make_up_when_started_then_stack_serves_and_stops_without_orphans(
+    test_output_dir: Path,
+) -> None:
+    run_dir = Path(tempfile.mkdtemp(prefix="moex-test-up-"))
+    ports = {
+        "KAFKA_PORT": free_port(),
+        "KAFKA_CONTROLLER_PORT": free_port(),
+        "FLINK_REST_PORT": free_port(),
+        "GATEWAY_PORT": free_port(),
+    }
+    env = {**os.environ, **{k: str(v) for k, v in ports.items()}, "MOEX_RUN_DIR": str(run_dir)}
+    log_path = test_output_dir / "make_up.log"
+    log = open(log_path, "w")
+    supervisor = subprocess.Popen(
+        [sys.executable, "-m", "stack.up"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
+    )
+    children: set[int] = set()
+    try:
+        deadline = time.monotonic() + 180
+        while "is up" not in log_path.read_text():
+            assert supervisor.poll() is None, log_path.read_text()
+            assert time.monotonic() < deadline, (
+                "make up not ready in 3 min:\n" + log_path.read_text()
+            )
+            time.sleep(1)
+        children = _descendants(supervisor.pid)
+
+        status, body = _get(f"http://127.0.0.1:{ports['GATEWAY_PORT']}/healthz")
+        assert status == 200, body
+        status, body = _get(f"http://127.0.0.1:{ports['FLINK_REST_PORT']}/jobs/overview")
+        assert status == 200
+        assert [j["state"] for j in json.loads(body)["jobs"]] == ["RUNNING"]
+        status, body = _get(f"http://127.0.0.1:{ports['GATEWAY_PORT']}/api/streams")
+        assert status == 200
+        assert "candles_1m" in {s["name"] for s in json.loads(body)["outputs"]}
+
+        consumer = KafkaConsumer(
+            "moex.trades",
+            bootstrap_servers=f"127.0.0.1:{ports['KAFKA_PORT']}",
+            auto_offset_reset="earliest",
+            consumer_timeout_ms=20_000,
+        )
+        trade = json.loads(next(iter(consumer)).value)
+        consumer.close()
+        assert {"event_id", "ticker", "ts", "price", "qty", "side"} <= set(trade)
+
+        # The whole stack must fit in 4 GiB resident.
+        resident = rss_mb(supervisor.pid)
+        (test_output_dir / "make_up_rss.txt").write_text(f"{resident:.0f} MiB\n")
+        assert resident < 4096, f"stack uses {resident:.0f} MiB"
+    finally:
+        supervisor.send_signal(signal.SIGTERM)
+        try:
+            supervisor.wait(120)
+        except subprocess.TimeoutExpired:
+            supervisor.kill()
+        log.close()
+        leftovers = [pid for pid in children if _alive(pid)]
+        for pid in leftovers:
+            os.kill(pid, signal.SIGKILL)
+        shutil.rmtree(run_dir, ignore_errors=True)
+    assert supervisor.returncode == 0, log_path.read_text()
+    assert not leftovers, f"processes left running after stop: {leftovers}"
