@@ -37,10 +37,28 @@ SINGLE_NODE_SETTINGS = {
 }
 
 
+def free_ports(count: int) -> list[int]:
+    """Distinct free ports: all sockets stay bound until every port is chosen."""
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return [sock.getsockname()[1] for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+_handed_out: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    """A free port not handed out before by this process (two calls never collide)."""
+    while True:
+        (port,) = free_ports(1)
+        if port not in _handed_out:
+            _handed_out.add(port)
+            return port
 
 
 def port_open(host: str, port: int) -> bool:
@@ -126,13 +144,13 @@ class KafkaBroker:
         """Format the log dir once; a formatted dir keeps its cluster id and data."""
         if (self.data_dir / "log" / "meta.properties").exists():
             return
+        # A base64 id may start with "-": pass it as --cluster-id=... so it is not read as a flag.
         cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
         cmd = self._java(
             "kafka.tools.StorageTool",
             "format",
             "--standalone",
-            "-t",
-            cluster_id,
+            f"--cluster-id={cluster_id}",
             "-c",
             str(self.config_file),
         )

@@ -93,7 +93,7 @@ def test_make_up_when_started_then_stack_serves_and_stops_without_orphans(
         assert [j["state"] for j in json.loads(body)["jobs"]] == ["RUNNING"]
         status, body = _get(f"http://127.0.0.1:{ports['GATEWAY_PORT']}/api/streams")
         assert status == 200
-        assert "candles_1m" in {s["name"] for s in json.loads(body)["outputs"]}
+        assert "candles_1m" in {s["name"] for s in json.loads(body)["streams"]}
 
         consumer = KafkaConsumer(
             "moex.trades",

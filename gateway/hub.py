@@ -1,0 +1,371 @@
+"""In-memory state shared by all clients: per-ticker buffers, positions, subscribers.
+
+Everything here runs on the event loop thread (the Kafka readers hand batches over with
+`call_soon_threadsafe`), so a subscription's snapshot and its registration for live rows happen
+in one step: no row falls between them and none is delivered twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import OrderedDict, deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from gateway.catalog import StreamSpec
+from gateway.cursor import Cursor, encode, encode_segment
+from gateway.rows import Entry
+from gateway.settings import Settings
+
+WILDCARD_TICKER = "*"  # a market_status row for the whole market applies to every ticker
+DEDUP_MEMORY = 100_000  # event ids remembered per at-least-once stream
+CONTACT_WINDOW_S = 15.0  # the broker counts as reachable if it answered this recently
+
+
+class TickerBuffer:
+    """The latest rows of one ticker, and where in each partition the evicted ones end."""
+
+    __slots__ = ("rows", "evicted_next")
+
+    def __init__(self) -> None:
+        self.rows: deque[Entry] = deque()
+        self.evicted_next: dict[int, int] = {}
+
+    def append(self, entry: Entry, max_rows: int) -> None:
+        self.rows.append(entry)
+        while len(self.rows) > max_rows:
+            old = self.rows.popleft()
+            self.evicted_next[old.partition] = old.offset + 1
+
+
+class StreamState:
+    def __init__(self, spec: StreamSpec) -> None:
+        self.spec = spec
+        self.start: dict[int, int] = {}  # first offset read by this process, per partition
+        self.position: dict[int, int] = {}  # next offset to ingest
+        self.backfill_end: dict[int, int] = {}
+        self.buffers: dict[str, TickerBuffer] = {}
+        self.first_seen: OrderedDict[str, tuple[int, int]] = OrderedDict()
+        self.seq = 0
+        self.subscribers: set[Subscriber] = set()
+        self.assigned = asyncio.Event()
+        self.status = "starting"
+        self.error: str | None = None
+        self.end_offsets: dict[int, int] = {}  # as the broker last reported them
+        self.last_contact: float | None = None
+        self.records = 0
+        self.duplicates = 0
+        self.bad_records = 0
+
+    @property
+    def backfilled(self) -> bool:
+        return bool(self.position) and all(
+            self.position.get(p, 0) >= end for p, end in self.backfill_end.items()
+        )
+
+    def buffers_for(self, ticker: str | None) -> list[TickerBuffer]:
+        if ticker is None:
+            return list(self.buffers.values())
+        return [b for t in (ticker, WILDCARD_TICKER) if (b := self.buffers.get(t)) is not None]
+
+    def coverage(self, partition: int, buffers: Iterable[TickerBuffer]) -> int:
+        """The first offset from which every row of these buffers' tickers is still in memory."""
+        start = self.start.get(partition, 0)
+        return max([start, *(b.evicted_next.get(partition, 0) for b in buffers)])
+
+
+class Subscriber:
+    """One SSE connection: its filter, its position in every stream, its bounded queue."""
+
+    def __init__(self, ticker: str | None, max_pending: int) -> None:
+        self.ticker = ticker
+        self.max_pending = max_pending
+        self.positions: Cursor = {}
+        self.pending: deque[tuple[str, Entry]] = deque()
+        self.wakeup = asyncio.Event()
+        self.closed_reason: str | None = None
+        self.on_close: Callable[[], None] | None = None
+
+    def wants(self, ticker: str) -> bool:
+        return self.ticker is None or ticker == self.ticker or ticker == WILDCARD_TICKER
+
+    def advance(self, stream: str, entry: Entry) -> bool:
+        """True (and move the position on) when the client has not had this row yet."""
+        positions = self.positions.setdefault(stream, {})
+        if entry.offset < positions.get(entry.partition, 0):
+            return False
+        positions[entry.partition] = entry.offset + 1
+        return True
+
+    def event_id(self) -> str:
+        return encode(self.positions)
+
+    def close(self, reason: str) -> None:
+        if self.closed_reason is None:
+            self.closed_reason = reason
+            self.pending.clear()
+            self.wakeup.set()
+            if self.on_close is not None:
+                self.on_close()
+
+
+@dataclass(frozen=True)
+class ReplayRange:
+    """Rows a resuming client missed that are no longer in memory: read them from Kafka."""
+
+    stream: str
+    partition: int
+    start: int
+    end: int  # exclusive
+
+
+@dataclass
+class Subscription:
+    subscriber: Subscriber
+    replay: list[ReplayRange]
+    snapshot: list[tuple[str, Entry]]
+
+
+class Hub:
+    def __init__(self, settings: Settings, specs: dict[str, StreamSpec]) -> None:
+        self.settings = settings
+        self.streams: dict[str, StreamState] = {}
+        self.clients = 0
+        self.dropped_clients = 0
+        self.replay_slots = asyncio.Semaphore(2)  # concurrent Kafka reads for resuming clients
+        self.add_streams(specs.values())
+
+    def add_streams(self, specs: Iterable[StreamSpec]) -> list[StreamState]:
+        added = []
+        for spec in specs:
+            if spec.name not in self.streams:
+                self.streams[spec.name] = state = StreamState(spec)
+                added.append(state)
+        return added
+
+    # --- called by the Kafka readers (through the loop) ---
+
+    def on_assigned(self, name: str, start: dict[int, int], backfill_end: dict[int, int]) -> None:
+        state = self.streams[name]
+        state.start = dict(start)
+        state.position = dict(start)
+        state.backfill_end = dict(backfill_end)
+        state.status = "live" if state.backfilled else "backfilling"
+        state.assigned.set()
+
+    def on_contact(
+        self, name: str, end_offsets: dict[int, int] | None, error: str | None = None
+    ) -> None:
+        state = self.streams[name]
+        if error is not None:
+            state.error = error
+            return
+        state.error = None
+        state.last_contact = time.monotonic()
+        if end_offsets is not None:
+            state.end_offsets = end_offsets
+
+    def on_status(self, name: str, status: str, error: str | None = None) -> None:
+        state = self.streams[name]
+        state.status = status
+        state.error = error
+
+    def ingest(
+        self, name: str, entries: list[Entry], positions: dict[int, int], bad: int = 0
+    ) -> None:
+        state = self.streams[name]
+        state.bad_records += bad
+        accepted: list[Entry] = []
+        for entry in entries:
+            if entry.offset < state.position.get(entry.partition, 0):
+                continue  # a reader that reconnected re-read it
+            if entry.event_id is not None and self._is_duplicate(state, entry):
+                state.duplicates += 1
+                continue
+            state.seq += 1
+            entry.seq = state.seq
+            buffer = state.buffers.get(entry.ticker)
+            if buffer is None:
+                buffer = state.buffers[entry.ticker] = TickerBuffer()
+            buffer.append(entry, self.settings.buffer_rows)
+            accepted.append(entry)
+        state.records += len(accepted)
+        for partition, position in positions.items():
+            state.position[partition] = max(state.position.get(partition, 0), position)
+        if state.status == "backfilling" and state.backfilled:
+            state.status = "live"
+        if accepted:
+            self._fan_out(name, state, accepted)
+
+    def _is_duplicate(self, state: StreamState, entry: Entry) -> bool:
+        assert entry.event_id is not None
+        first = state.first_seen.get(entry.event_id)
+        if first is not None:
+            return first != (entry.partition, entry.offset)
+        state.first_seen[entry.event_id] = (entry.partition, entry.offset)
+        if len(state.first_seen) > DEDUP_MEMORY:
+            state.first_seen.popitem(last=False)
+        return False
+
+    def _fan_out(self, name: str, state: StreamState, accepted: list[Entry]) -> None:
+        for sub in list(state.subscribers):
+            wanted = [e for e in accepted if sub.wants(e.ticker)]
+            if not wanted or sub.closed_reason is not None:
+                continue
+            if len(sub.pending) + len(wanted) > sub.max_pending:
+                self.dropped_clients += 1
+                sub.close(f"client too slow: more than {sub.max_pending} events waiting")
+                continue
+            sub.pending.extend((name, e) for e in wanted)
+            sub.wakeup.set()
+
+    # --- queries from the HTTP side ---
+
+    def history(self, name: str, ticker: str | None, limit: int) -> tuple[list[Entry], str]:
+        """The latest `limit` rows in ingest order, and the cursor that resumes right after them."""
+        state = self.streams[name]
+        buffers = state.buffers_for(ticker)
+        if len(buffers) == 1:
+            rows = list(buffers[0].rows)[-limit:]
+        else:
+            rows = sorted((e for b in buffers for e in list(b.rows)[-limit:]), key=lambda e: e.seq)[
+                -limit:
+            ]
+        cursor = encode_segment(name, state.position) if state.position else ""
+        return rows, cursor
+
+    def tickers(self) -> list[str]:
+        names = {t for s in self.streams.values() for t in s.buffers}
+        return sorted(names - {WILDCARD_TICKER, ""})
+
+    async def wait_assigned(self, names: Iterable[str], timeout_s: float) -> None:
+        waits = [
+            self.streams[n].assigned.wait() for n in names if not self.streams[n].assigned.is_set()
+        ]
+        if waits:
+            try:
+                await asyncio.wait_for(asyncio.gather(*waits), timeout_s)
+            except TimeoutError:
+                pass  # stream not readable yet: the client starts with whatever arrives first
+
+    def subscribe(
+        self, names: list[str], ticker: str | None, cursor: Cursor | None
+    ) -> Subscription:
+        sub = Subscriber(ticker, self.settings.client_queue)
+        replay: list[ReplayRange] = []
+        snapshot: list[tuple[str, Entry]] = []
+        for name in names:
+            state = self.streams[name]
+            requested = (cursor or {}).get(name)
+            if not state.position:
+                sub.positions[name] = {}
+            elif requested is None:
+                sub.positions[name] = dict(state.position)  # from now on
+            else:
+                # A position past the end means the topic was recreated: resume at its end.
+                sub.positions[name] = {
+                    p: min(requested.get(p, state.start[p]), current)
+                    for p, current in state.position.items()
+                }
+                replay_part, snapshot_part = self._resume(name, state, sub)
+                replay.extend(replay_part)
+                snapshot.extend(snapshot_part)
+            state.subscribers.add(sub)
+        self.clients += 1
+        return Subscription(sub, replay, snapshot)
+
+    def _resume(
+        self, name: str, state: StreamState, sub: Subscriber
+    ) -> tuple[list[ReplayRange], list[tuple[str, Entry]]]:
+        buffers = state.buffers_for(sub.ticker)
+        replay = []
+        first_in_memory = {}
+        for partition, wanted in sub.positions[name].items():
+            covered = state.coverage(partition, buffers)
+            if wanted < covered:
+                replay.append(ReplayRange(name, partition, wanted, covered))
+            first_in_memory[partition] = max(wanted, covered)
+        rows = sorted(
+            (
+                e
+                for b in buffers
+                for e in b.rows
+                if e.offset >= first_in_memory.get(e.partition, 0) and sub.wants(e.ticker)
+            ),
+            key=lambda e: e.seq,
+        )
+        return replay, [(name, e) for e in rows]
+
+    def filter_replayed(self, name: str, entries: list[Entry], sub: Subscriber) -> list[Entry]:
+        """Rows read back from Kafka for a resume, less other tickers and at-least-once repeats."""
+        state = self.streams[name]
+        kept, seen = [], set()
+        for entry in entries:
+            if not sub.wants(entry.ticker):
+                continue
+            if entry.event_id is not None:
+                first = state.first_seen.get(entry.event_id)
+                if first is not None and first != (entry.partition, entry.offset):
+                    continue
+                if entry.event_id in seen:
+                    continue
+                seen.add(entry.event_id)
+            kept.append(entry)
+        return kept
+
+    def unsubscribe(self, sub: Subscriber) -> None:
+        removed = False
+        for state in self.streams.values():
+            if sub in state.subscribers:
+                state.subscribers.discard(sub)
+                removed = True
+        if removed:
+            self.clients -= 1
+
+    def close_all(self, reason: str) -> None:
+        for state in self.streams.values():
+            for sub in list(state.subscribers):
+                sub.close(reason)
+
+    def health(self) -> tuple[bool, dict]:
+        now = time.monotonic()
+        contacts = [s.last_contact for s in self.streams.values() if s.last_contact is not None]
+        last = max(contacts) if contacts else None
+        reachable = last is not None and now - last < CONTACT_WINDOW_S
+        streams = {}
+        for name, state in self.streams.items():
+            # Ends are refreshed every few seconds, positions at once: rows ingested since the
+            # last probe count as caught up, never as negative lag.
+            lag = {
+                p: max(0, end - state.position.get(p, 0)) for p, end in state.end_offsets.items()
+            }
+            streams[name] = {
+                "topic": state.spec.source_topic,
+                "state": state.status,
+                "error": state.error,
+                "lag": sum(lag.values()),
+                "partitions": {
+                    str(p): {"position": pos, "lag": lag.get(p)}
+                    for p, pos in sorted(state.position.items())
+                },
+                "backfilled": state.backfilled,
+                "rows_in_memory": sum(len(b.rows) for b in state.buffers.values()),
+                "tickers": len(state.buffers),
+                "records": state.records,
+                "duplicates_dropped": state.duplicates,
+                "bad_records": state.bad_records,
+                "clients": len(state.subscribers),
+            }
+        body = {
+            "status": "ok" if reachable else "unavailable",
+            "broker": {
+                "bootstrap": self.settings.bootstrap,
+                "reachable": reachable,
+                "last_contact_s": None if last is None else round(now - last, 3),
+            },
+            "clients": self.clients,
+            "dropped_clients": self.dropped_clients,
+            "streams": streams,
+        }
+        return reachable, body
