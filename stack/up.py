@@ -21,6 +21,8 @@ import time
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from datetime import time as datetime_time
 from pathlib import Path
 
 from stack.kafka import port_open
@@ -28,6 +30,7 @@ from stack.paths import ROOT, RUN
 from stack.topics import create_topics
 
 PY = sys.executable
+MSK = timezone(timedelta(hours=3))
 
 
 @dataclass
@@ -165,6 +168,77 @@ def kafka_ready_with_topics(bootstrap: str) -> bool:
     return True
 
 
+def last_trade_ts(bootstrap: str, topic: str = "moex.trades") -> int | None:
+    """Event time (epoch ms) of the newest trade in the topic, or None when it is empty."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    try:
+        partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or []]
+        if not partitions:
+            return None
+        consumer.assign(partitions)
+        ends = consumer.end_offsets(partitions)
+        newest = None
+        for partition, end in ends.items():
+            if end == 0:
+                continue
+            consumer.seek(partition, end - 1)
+            for record in consumer.poll(timeout_ms=3000, max_records=10).get(partition, []):
+                ts = json.loads(record.value).get("ts")
+                if isinstance(ts, int) and (newest is None or ts > newest):
+                    newest = ts
+        return newest
+    finally:
+        consumer.close()
+
+
+def producer_start(bootstrap: str, producer_args: list[str]) -> list[str]:
+    """Continue the simulated session where the last `make up` left it, so a restart neither
+    rewinds event time (late trades would miss their windows) nor repeats trade numbers."""
+    if "--start" in producer_args or "--seed" in producer_args:
+        return []
+    try:
+        newest = last_trade_ts(bootstrap)
+    except Exception:
+        return []
+    if newest is None:
+        return []
+    start = datetime.fromtimestamp(newest / 1000 + 1, tz=MSK)
+    # Skip the night: a 10x session clock would otherwise show a closed market for an hour.
+    if start.time() >= datetime_time(23, 50):
+        start = (start + timedelta(days=1)).replace(hour=10, minute=0, second=0, microsecond=0)
+    elif start.time() < datetime_time(10, 0):
+        start = start.replace(hour=10, minute=0, second=0, microsecond=0)
+    return ["--start", start.isoformat(timespec="milliseconds")]
+
+
+class TradesFlowing:
+    """Ready check of the producer: new trades arrive in moex.trades."""
+
+    def __init__(self, bootstrap: str) -> None:
+        self.bootstrap = bootstrap
+        self.baseline: int | None = None
+
+    def _total(self) -> int:
+        from kafka import KafkaConsumer, TopicPartition
+
+        consumer = KafkaConsumer(bootstrap_servers=self.bootstrap)
+        try:
+            parts = consumer.partitions_for_topic("moex.trades") or set()
+            ends = consumer.end_offsets([TopicPartition("moex.trades", p) for p in parts])
+            return sum(ends.values())
+        finally:
+            consumer.close()
+
+    def __call__(self) -> bool:
+        total = self._total()
+        if self.baseline is None:
+            self.baseline = total
+            return False
+        return total > self.baseline
+
+
 def components(ports: Ports, producer_args: list[str]) -> list[Component]:
     env = {
         "KAFKA_BOOTSTRAP": ports.bootstrap,
@@ -213,7 +287,7 @@ def components(ports: Ports, producer_args: list[str]) -> list[Component]:
         Component(
             "producer",
             [PY, "-m", "producer", "synthetic", "--bootstrap", ports.bootstrap, *producer_args],
-            lambda: True,
+            TradesFlowing(ports.bootstrap),
             30,
             env,
         ),
@@ -277,6 +351,8 @@ def up(ports: Ports, producer_args: list[str]) -> int:
                 print(f"  {component.name:9s} skipped: {module} not in this checkout", flush=True)
                 continue
             print(f"  {component.name:9s} starting ...", end="", flush=True)
+            if component.name == "producer":
+                component.command += producer_start(ports.bootstrap, producer_args)
             component.start()
             started.append(component)
             component.wait_ready()
@@ -392,7 +468,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("command", nargs="?", default="up", choices=["up", "down", "status"])
     parser.add_argument(
         "--producer-args",
-        default=os.environ.get("PRODUCER_ARGS", "--rate 200"),
+        # A simulated session at 10x: a 1-minute candle every 6 s, MACD warm in ~4 min.
+        default=os.environ.get("PRODUCER_ARGS", "--accelerate 10"),
         help="options for `python -m producer synthetic` (default: %(default)s)",
     )
     args = parser.parse_args(argv)
