@@ -35,6 +35,8 @@ def _settings(args: argparse.Namespace) -> Settings:
         settings.rest_port = args.rest_port
     if getattr(args, "checkpoint_ms", None):
         settings.checkpoint_interval_ms = args.checkpoint_ms
+    if getattr(args, "pid_file", None):
+        settings.pid_file = Path(args.pid_file)
     if getattr(args, "only", None):
         settings.only = [n.strip() for n in args.only.split(",") if n.strip()]
     settings.fresh = bool(getattr(args, "fresh", False))
@@ -49,9 +51,10 @@ def _report(errors: list[SqlFileError]) -> int:
 
 
 def validate(settings: Settings, connectors: job.Connectors | None = None):
-    """Structure (headers, statements) then Flink's own parser and planner, in a throwaway env.
+    """Structure (headers, statements) then Flink's own parser and planner.
 
-    Returns (t_env, plan, statement_set) ready to execute, or raises PlanError.
+    Returns (t_env, plan, statement_set) ready to execute, or raises PlanError listing every
+    problem as `file:line:col: message`.
     """
     plan = job.load_plan(settings)
     t_env = job.create_table_env(settings)
@@ -64,6 +67,8 @@ def validate(settings: Settings, connectors: job.Connectors | None = None):
         pass
     if not errors:
         errors += job.check_grains(t_env, plan)
+    if not errors:
+        errors += job.planner_errors(t_env, plan, statement_set, settings)
     if errors:
         raise job.PlanError(errors)
     return t_env, plan, statement_set
@@ -72,10 +77,9 @@ def validate(settings: Settings, connectors: job.Connectors | None = None):
 def cmd_check(args: argparse.Namespace) -> int:
     settings = _settings(args)
     try:
-        _, plan, statement_set = validate(settings)
+        _, plan, _ = validate(settings)
     except job.PlanError as exc:
         return _report(exc.errors)
-    statement_set.explain()
     print(f"runner: {len(plan.files)} files, {len(plan.outputs)} outputs: all valid")
     return 0
 
@@ -92,42 +96,40 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(statement_set.explain())
         print(f"runner: dry run, {len(plan.outputs)} outputs; catalog in {settings.catalog_path}")
         return 0
-    for key, value in job.streaming_config(settings, restore).items():
-        t_env.get_config().set(key, value)
     if args.jobmanager:
+        for key, value in job.streaming_config(settings, restore).items():
+            t_env.get_config().set(key, value)
         host, _, port = args.jobmanager.partition(":")
         t_env.get_config().set("execution.target", "remote")
         t_env.get_config().set("rest.address", host)
         t_env.get_config().set("rest.port", port or "8081")
-    result = statement_set.execute()
-    job_client = result.get_job_client()
-    job_id = job_client.get_job_id() if job_client else "?"
-    print(
-        f"runner: job {job_id} running {len(plan.outputs)} outputs "
-        f"({', '.join(o.name for o in plan.outputs)}); "
-        + (f"restored from {restore}" if restore else "fresh state")
-        + f"; web UI http://127.0.0.1:{settings.rest_port}",
-        flush=True,
-    )
-    if args.jobmanager:
+        job_client = statement_set.execute().get_job_client()
+        print(f"runner: job {job_client.get_job_id()} submitted to {args.jobmanager}")
         return 0
 
-    def stop(*_: object) -> None:
-        print("runner: stopping the job", flush=True)
-        try:
-            job_client.cancel().result(30)
-        except Exception:
-            pass
-        sys.exit(0)
+    from runner.reload import LiveJob
 
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
+    requests: list[str] = []  # handlers only queue; the loop below acts between polls
+    signal.signal(signal.SIGTERM, lambda *_: requests.append("stop"))
+    signal.signal(signal.SIGINT, lambda *_: requests.append("stop"))
+    signal.signal(signal.SIGHUP, lambda *_: requests.append("reload"))
+    live = LiveJob(settings)
+    live.start(t_env, plan, statement_set, restore)
     while True:
-        status = str(job_client.get_job_status().result())
+        while requests:
+            request = requests.pop(0)
+            if request == "stop":
+                print("runner: stopping the job", flush=True)
+                live.cancel()
+                settings.pid_file.unlink(missing_ok=True)
+                return 0
+            live.reload()
+        status = live.status()
         if status in ("FAILED", "CANCELED", "FINISHED"):
             print(f"runner: job ended with status {status}", file=sys.stderr)
+            settings.pid_file.unlink(missing_ok=True)
             return 1 if status == "FAILED" else 0
-        time.sleep(2)
+        time.sleep(0.5)
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
@@ -168,6 +170,9 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--checkpoint-dir")
     run.add_argument("--checkpoint-ms", type=int)
     run.add_argument("--rest-port", type=int)
+    run.add_argument(
+        "--pid-file", help="where the runner records itself (default .run/runner.json)"
+    )
 
     check = sub.add_parser("check", help="validate sql/; start nothing")
     common(check)
@@ -180,8 +185,9 @@ def main(argv: list[str] | None = None) -> int:
     rep.add_argument("--out", required=True, type=Path)
 
     rel = sub.add_parser("reload", help="validate edits, then resubmit from a savepoint")
-    common(rel)
-    rel.add_argument("--rest-port", type=int)
+    common(rel)  # accepted for symmetry; the running runner's own sql dir and outputs are used
+    rel.add_argument("--rest-port", type=int, help="ignored: the runner records its port")
+    rel.add_argument("--pid-file", help="the running runner's record (default .run/runner.json)")
 
     args = parser.parse_args(argv)
     if args.command is None:

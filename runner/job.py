@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from runner.errors import locate
+from runner.errors import java_message, locate
 from runner.settings import Settings
 from runner.sqlfiles import SqlFile, SqlFileError, Statement, check_header, discover, load
 from stack.paths import ROOT, RUN, connector_jar
@@ -177,7 +177,8 @@ class Connectors:
 
 
 class FileConnectors(Connectors):
-    """Replay: inputs are bounded JSONL/CSV files, outputs are folders of JSON lines."""
+    """Replay: inputs are bounded JSONL files, each output a folder of JSON-lines part files
+    (out_dir/<name>/) in the topic's format: ISO-8601 timestamps, plain decimals."""
 
     def __init__(self, settings: Settings, inputs: dict[str, Path], out_dir: Path) -> None:
         super().__init__(settings)
@@ -186,16 +187,19 @@ class FileConnectors(Connectors):
 
     def source(self, name: str) -> dict[str, str]:
         path = self.inputs[name]
-        opts = {"connector": "filesystem", "path": str(path.resolve())}
-        if path.suffix == ".csv":
-            raise ValueError("CSV inputs are converted to JSONL before the job starts")
-        opts.update({"format": "json", "json.ignore-parse-errors": "true"})
-        return opts
+        if path.suffix != ".jsonl":
+            raise ValueError("replay inputs are converted to sorted JSONL before the job starts")
+        return {
+            "connector": "filesystem",
+            "path": str(path.resolve()),
+            "format": "json",
+            "json.ignore-parse-errors": "true",
+        }
 
     def sink(self, name: str, guarantee: str) -> dict[str, str]:
         return {
             "connector": "filesystem",
-            "path": str((self.out_dir / "parts" / name).resolve()),
+            "path": str((self.out_dir / name).resolve()),
             "format": "json",
             "json.timestamp-format.standard": "ISO-8601",
             "json.encode.decimal-as-plain-number": "true",
@@ -281,7 +285,12 @@ def base_config(settings: Settings) -> dict[str, str]:
         "python.executable": sys.executable,
         "python.client.executable": sys.executable,
         "python.fn-execution.bundle.time": str(settings.python_bundle_time_ms),
+        # The pandas OVER operator counts every row of every window it sends (up to 300 per
+        # candle) towards the bundle; results wait at most bundle.time either way.
         "python.fn-execution.bundle.size": "1000",
+        # Views shared by several outputs (bars, indicator_series_1m) are planned once: without
+        # this the planner prunes each use differently and runs the Python UDAFs twice.
+        "table.optimizer.reuse-optimize-block-with-digest-enabled": "true",
         "rest.address": "127.0.0.1",
         "rest.bind-address": "127.0.0.1",
         "rest.port": str(settings.rest_port),
@@ -325,6 +334,7 @@ def build(
     connectors: Connectors,
     settings: Settings,
     on_error: Callable[[SqlFileError], None] | None = None,
+    twins: bool = True,
 ):
     """Execute every DDL statement and gather the INSERTs of the selected outputs.
 
@@ -350,7 +360,7 @@ def build(
                 t_env.execute_sql(substitute(stmt, connectors, settings, None, None))
                 continue
             t_env.execute_sql(substitute(stmt, connectors, settings, output.name, output.guarantee))
-            if output.twin:
+            if output.twin and twins:
                 twin = replace(stmt, text=stmt.renamed(output.live_name), name=output.live_name)
                 t_env.execute_sql(
                     substitute(twin, connectors, settings, output.live_name, "at-least-once")
@@ -362,7 +372,7 @@ def build(
     statement_set = t_env.create_statement_set()
     for output in plan.outputs:
         texts = [output.insert.text]
-        if output.twin:
+        if output.twin and twins:
             texts.append(output.insert.renamed(output.live_name))
         for text in texts:
             try:
@@ -385,14 +395,34 @@ def explain_each(t_env, plan: Plan) -> list[SqlFileError]:
     return errors
 
 
+def planner_errors(t_env, plan: Plan, statement_set, settings: Settings) -> list[SqlFileError]:
+    """Plan the whole statement set as it will run; on failure, find the outputs at fault."""
+    if statement_set is None or not plan.outputs:
+        return []
+    try:
+        statement_set.explain()
+        return []
+    except Exception as exc:
+        errors = explain_each(t_env, plan)
+        if errors:
+            return errors
+        return [SqlFileError(settings.sql_dir, 1, 1, f"the outputs together: {java_message(exc)}")]
+
+
+def table_columns(t_env, name: str) -> list[tuple[str, str]]:
+    """Column names and SQL types as written in DDL (`DECIMAL(18, 6)`, `TIMESTAMP_LTZ(3)`).
+
+    PyFlink's own DataType names say `LOCALZONEDTIMESTAMP`/`DECIMAL` without precision, which
+    the gateway cannot read as instants; the Java resolved schema has the SQL spelling.
+    """
+    schema = t_env.from_path(name)._j_table.getResolvedSchema()
+    return [(str(c.getName()), str(c.getDataType())) for c in schema.getColumns()]
+
+
 def catalog(t_env, plan: Plan, settings: Settings) -> dict:
     entries = []
     for output in plan.outputs:
-        schema = t_env.from_path(output.name).get_schema()
-        columns = [
-            {"name": n, "type": str(t)}
-            for n, t in zip(schema.get_field_names(), schema.get_field_data_types(), strict=True)
-        ]
+        columns = [{"name": n, "type": t} for n, t in table_columns(t_env, output.name)]
         header = output.file.header
         entries.append(
             {
@@ -418,7 +448,7 @@ def check_grains(t_env, plan: Plan) -> list[SqlFileError]:
     """Every column named in a header's grain must exist in the output's DDL."""
     errors = []
     for output in plan.outputs:
-        names = set(t_env.from_path(output.name).get_schema().get_field_names())
+        names = {n for n, _ in table_columns(t_env, output.name)}
         for column in output.file.header.get("grain", "").split(","):
             column = column.strip()
             if column and column not in names:

@@ -25,6 +25,8 @@ class Settings:
     transaction_timeout_ms: int = 600_000
     checkpoint_dir: Path = RUN / "checkpoints"
     catalog_path: Path = Path(os.environ.get("MOEX_CATALOG", RUN / "catalog.json"))
+    # The `run` process records its pid, job id and REST port here for `reload`.
+    pid_file: Path = RUN / "runner.json"
     parallelism: int = int(os.environ.get("MOEX_PARALLELISM", 1))
     rest_port: int = int(os.environ.get("FLINK_REST_PORT", 8081))
     jvm_heap_mb: int = int(os.environ.get("FLINK_HEAP_MB", 1024))

@@ -7,7 +7,7 @@ CREATE TABLE trades_raw (
   event_id STRING,          -- ticker:T:exchange trade number, the same on every retry/replay
   ticker   STRING,
   board    STRING,
-  trade_id BIGINT,
+  trade_id BIGINT,          -- exchange trade number: increases with time, orders trades of one ms
   ts       BIGINT,          -- event time, epoch milliseconds UTC
   price    DECIMAL(18, 6),  -- roubles, on the instrument's tick grid
   qty      BIGINT,          -- lots
@@ -17,14 +17,25 @@ CREATE TABLE trades_raw (
   WATERMARK FOR trade_time AS trade_time - INTERVAL '${WATERMARK_DELAY}' SECOND
 ) WITH (${SOURCE:trades});
 
--- Keep the first copy of each event_id (insert-only, keeps trade_time as event time).
+CREATE VIEW valid_trades AS
+SELECT * FROM trades_raw
+WHERE event_id IS NOT NULL AND ticker IS NOT NULL AND ts IS NOT NULL
+  AND trade_id IS NOT NULL AND price > 0 AND qty > 0;
+
+-- Keep the first copy of each event_id. A retry or replay of a trade carries the same ts, so
+-- its copies fall in the same second: a window deduplication per second is exact, emits each
+-- trade once the watermark passes its second (insert-only), and frees its state then. (A
+-- ROW_NUMBER over all time would keep one entry per trade forever.) A copy arriving after the
+-- watermark has passed its second is dropped, like any late trade.
+-- Downstream windows use `trade_second` (the rowtime: last millisecond of the trade's second),
+-- so they must be whole seconds; `trade_time` keeps the exact time as a plain column.
 CREATE VIEW trades AS
-SELECT event_id, ticker, board, trade_id, ts, price, qty, side, trade_time
+SELECT event_id, ticker, board, trade_id, ts, price, qty, side, trade_time,
+  window_time AS trade_second
 FROM (
   SELECT *,
-    ROW_NUMBER() OVER (PARTITION BY event_id ORDER BY trade_time ASC) AS copy_number
-  FROM trades_raw
-  WHERE event_id IS NOT NULL AND ticker IS NOT NULL AND ts IS NOT NULL
-    AND price > 0 AND qty > 0
+    ROW_NUMBER() OVER (
+      PARTITION BY window_start, window_end, event_id ORDER BY trade_time ASC) AS copy_number
+  FROM TABLE(TUMBLE(TABLE valid_trades, DESCRIPTOR(trade_time), INTERVAL '1' SECOND))
 )
 WHERE copy_number = 1;

@@ -1,4 +1,4 @@
--- candles_1s: one-second OHLCV bars per ticker; the resolution of spike detection and the live chart.
+-- candles_1s: one-second OHLCV candles per ticker; the live chart and the base of spike detection.
 -- grain: ticker, window_end
 -- topic: moex.candles_1s
 -- guarantee: exactly-once
@@ -7,30 +7,17 @@ CREATE TABLE candles_1s (
   ticker       STRING,
   window_start TIMESTAMP_LTZ(3),
   window_end   TIMESTAMP_LTZ(3),
-  `open`       DECIMAL(18, 6),
+  `open`       DECIMAL(18, 6),  -- roubles; price of the window's first trade (by trade number)
   high         DECIMAL(18, 6),
   low          DECIMAL(18, 6),
-  `close`      DECIMAL(18, 6),
+  `close`      DECIMAL(18, 6),  -- price of the window's last trade
   volume       BIGINT,          -- lots
-  turnover     DECIMAL(24, 6),  -- roubles per lot-price unit: sum(price * qty)
-  trades       BIGINT,
+  turnover     DECIMAL(24, 6),  -- sum(price * qty): roubles per lot unit
+  trades       BIGINT,          -- number of trades
   vwap         DECIMAL(18, 6)   -- turnover / volume
 ) WITH (${SINK});
 
 INSERT INTO candles_1s
-SELECT ticker, window_start, window_end, `open`, high, low, `close`, volume, turnover, trades,
+SELECT ticker, bar_start, bar_end, `open`, high, low, `close`, volume, turnover, trades,
        CAST(turnover / volume AS DECIMAL(18, 6)) AS vwap
-FROM (
-  SELECT ticker,
-    CAST(window_start AS TIMESTAMP_LTZ(3)) AS window_start,
-    CAST(window_end AS TIMESTAMP_LTZ(3)) AS window_end,
-    FIRST_VALUE(price) AS `open`,
-    MAX(price) AS high,
-    MIN(price) AS low,
-    LAST_VALUE(price) AS `close`,
-    SUM(qty) AS volume,
-    CAST(SUM(price * qty) AS DECIMAL(24, 6)) AS turnover,
-    COUNT(*) AS trades
-  FROM TABLE(TUMBLE(TABLE trades, DESCRIPTOR(trade_time), INTERVAL '1' SECOND))
-  GROUP BY ticker, window_start, window_end
-);
+FROM bars_1s;

@@ -1,0 +1,245 @@
+"""Replay (backtest): the same sql/ files over bounded files instead of Kafka topics.
+
+    python -m runner replay --trades T.jsonl|T.csv [--orderbook B.jsonl] [--status S.jsonl] --out DIR
+
+Inputs are the producer's `--out` files (one topic payload per line). Trades may also be CSV
+`ticker,ts,price,qty,side,trade_id` (ts ISO 8601 UTC or epoch ms). Before the job starts each
+input is copied into DIR/.replay/inputs/ sorted by ts (stable), so no record is late and the
+same input always gives the same output; a missing input is an empty file. DIR/.replay/ is
+removed after a successful run and kept after a failed one.
+
+The job runs in streaming mode (the live job's semantics: watermarks, windows, MATCH_RECOGNIZE)
+and ends when the files are consumed. Each output is written to DIR/<name>.jsonl, one JSON
+object per line exactly as on its topic, sorted by the output's grain then by the whole line.
+Twins (`*_live`) are not written.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import shutil
+import sys
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from runner import job
+from runner.errors import java_message
+from runner.settings import Settings
+
+INPUT_FILES = {
+    "trades": "trades.jsonl",
+    "orderbook": "orderbook.jsonl",
+    "market_status": "market_status.jsonl",
+}
+CSV_COLUMNS = ("ticker", "ts", "price", "qty", "side", "trade_id")
+
+
+class ReplayInputError(Exception):
+    pass
+
+
+@dataclass
+class ReplayResult:
+    out_dir: Path
+    counts: dict[str, int] = field(default_factory=dict)
+    input_counts: dict[str, int] = field(default_factory=dict)
+    seconds: float = 0.0  # everything, from reading the inputs to writing the outputs
+    plan_seconds: float = 0.0  # DDL, planning and the job's submission to its MiniCluster
+    run_seconds: float = 0.0  # the job itself, from submission to its end
+
+    @property
+    def trades_per_second(self) -> float:
+        trades = self.input_counts.get("trades", 0)
+        return trades / self.run_seconds if self.run_seconds else 0.0
+
+    def rows(self, name: str) -> list[dict]:
+        path = self.out_dir / f"{name}.jsonl"
+        return [json.loads(line) for line in path.read_text().splitlines() if line]
+
+
+# --- inputs ---------------------------------------------------------------------------------
+
+
+def _epoch_ms(value: str) -> int:
+    value = value.strip()
+    if value.lstrip("-").isdigit():
+        return int(value)
+    text = value.replace("Z", "+00:00")
+    moment = datetime.fromisoformat(text)
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return int(round(moment.timestamp() * 1000))
+
+
+def csv_trades_to_jsonl(text: str, source: Path) -> list[str]:
+    """CSV `ticker,ts,price,qty,side,trade_id` (header optional) -> topic payload lines."""
+    lines = []
+    reader = csv.reader(io.StringIO(text))
+    for number, row in enumerate(reader, start=1):
+        if not row or all(not cell.strip() for cell in row):
+            continue
+        if number == 1 and row[0].strip().lower() == "ticker":
+            continue
+        if len(row) != len(CSV_COLUMNS):
+            raise ReplayInputError(
+                f"{source}:{number}: expected {len(CSV_COLUMNS)} columns "
+                f"{','.join(CSV_COLUMNS)}, got {len(row)}"
+            )
+        ticker, ts, price, qty, side, trade_id = (cell.strip() for cell in row)
+        try:
+            record = {
+                "event_id": f"{ticker}:T:{trade_id}",
+                "ticker": ticker,
+                "board": "TQBR",
+                "trade_id": int(trade_id),
+                "ts": _epoch_ms(ts),
+                "price": float(price),
+                "qty": int(qty),
+                "side": side,
+            }
+        except ValueError as exc:
+            raise ReplayInputError(f"{source}:{number}: {exc}") from exc
+        lines.append(json.dumps(record, separators=(",", ":")))
+    return lines
+
+
+def _ts_of(line: str) -> int:
+    try:
+        ts = json.loads(line).get("ts")
+        return int(ts) if ts is not None else -1
+    except (ValueError, TypeError, AttributeError):
+        return -1  # kept: the source drops what it cannot parse, as live
+
+
+def prepare_input(source: Path | None, kind: str, target: Path) -> int:
+    """Copy one input into target as JSONL sorted by ts (stable); return its record count."""
+    if source is None:
+        target.write_text("")
+        return 0
+    if not source.exists():
+        raise ReplayInputError(f"{source}: no such file")
+    text = source.read_text()
+    if source.suffix.lower() == ".csv":
+        if kind != "trades":
+            raise ReplayInputError(f"{source}: only trades may be CSV")
+        lines = csv_trades_to_jsonl(text, source)
+    else:
+        lines = [line for line in text.splitlines() if line.strip()]
+    lines.sort(key=_ts_of)
+    target.write_text("\n".join(lines) + ("\n" if lines else ""))
+    return len(lines)
+
+
+# --- the job --------------------------------------------------------------------------------
+
+
+def replay_settings(base: Settings) -> Settings:
+    settings = Settings(**{k: getattr(base, k) for k in base.__dataclass_fields__})
+    # Bounded files: throughput over latency in the Python workers.
+    settings.python_bundle_time_ms = 1000
+    return settings
+
+
+def run(
+    settings: Settings,
+    trades: Path | None,
+    out_dir: Path,
+    orderbook: Path | None = None,
+    status: Path | None = None,
+) -> ReplayResult:
+    """Replay the files through sql/ and write DIR/<output>.jsonl; raises PlanError/ReplayInputError."""
+    started = time.monotonic()
+    settings = replay_settings(settings)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    work = out_dir / ".replay"
+    shutil.rmtree(work, ignore_errors=True)
+    (work / "inputs").mkdir(parents=True)
+    result = ReplayResult(out_dir)
+    inputs = {}
+    for kind, source in (("trades", trades), ("orderbook", orderbook), ("market_status", status)):
+        target = work / "inputs" / INPUT_FILES[kind]
+        result.input_counts[kind] = prepare_input(source, kind, target)
+        inputs[kind] = target
+
+    plan = job.load_plan(settings)
+    connectors = job.FileConnectors(settings, inputs, work / "parts")
+    planning = time.monotonic()
+    t_env = job.create_table_env(settings, extra=replay_config(settings, work))
+    statement_set = job.build(t_env, plan, connectors, settings, twins=False)
+    table_result = statement_set.execute()
+    running = time.monotonic()
+    result.plan_seconds = running - planning
+    table_result.wait()
+    result.run_seconds = time.monotonic() - running
+
+    for output in plan.outputs:
+        lines = collect_parts(work / "parts" / output.name)
+        grain = [c.strip() for c in output.file.header.get("grain", "").split(",") if c.strip()]
+        lines.sort(key=lambda line, g=grain: sort_key(line, g))
+        (out_dir / f"{output.name}.jsonl").write_text("".join(f"{line}\n" for line in lines))
+        result.counts[output.name] = len(lines)
+    shutil.rmtree(work, ignore_errors=True)  # kept only when the job fails, to look at
+    result.seconds = time.monotonic() - started
+    return result
+
+
+def replay_config(settings: Settings, work: Path) -> dict[str, str]:
+    return {
+        # The filesystem sink commits its files on checkpoints; the final one at end of input
+        # (taken as soon as every source has finished) commits the rest.
+        "execution.checkpointing.interval": "1 s",
+        "execution.checkpointing.dir": (work / "checkpoints").resolve().as_uri(),
+        "pipeline.auto-watermark-interval": "200 ms",
+        "restart-strategy.type": "none",
+        "rest.port": "0",
+    }
+
+
+def collect_parts(folder: Path) -> list[str]:
+    lines: list[str] = []
+    if not folder.exists():
+        return lines
+    for part in sorted(folder.rglob("*")):
+        if part.is_file() and not part.name.startswith("."):
+            lines.extend(line for line in part.read_text().splitlines() if line.strip())
+    return lines
+
+
+def sort_key(line: str, grain: list[str]) -> tuple:
+    record = json.loads(line)
+    return tuple("" if record.get(c) is None else str(record.get(c)) for c in grain), line
+
+
+# --- command line ---------------------------------------------------------------------------
+
+
+def replay(settings: Settings, args) -> int:
+    from runner.cli import _report
+
+    try:
+        result = run(settings, args.trades, args.out, args.orderbook, args.status)
+    except job.PlanError as exc:
+        return _report(exc.errors)
+    except ReplayInputError as exc:
+        print(f"runner: {exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:  # the job failed: Flink's reason, not its stack
+        print(f"runner: replay failed: {java_message(exc)}", file=sys.stderr)
+        print(f"runner: inputs and partial outputs kept in {args.out / '.replay'}", file=sys.stderr)
+        return 1
+    counts = result.input_counts
+    print(
+        f"runner: replayed {counts.get('trades', 0)} trades, {counts.get('orderbook', 0)} book "
+        f"snapshots, {counts.get('market_status', 0)} status changes in {result.seconds:.1f} s "
+        f"(planning {result.plan_seconds:.1f} s, job {result.run_seconds:.1f} s: "
+        f"{result.trades_per_second:,.0f} trades/s)"
+    )
+    width = max(len(name) for name in result.counts) if result.counts else 0
+    for name, count in result.counts.items():
+        print(f"  {name:<{width}}  {count:>8} rows  {result.out_dir / (name + '.jsonl')}")
+    return 0

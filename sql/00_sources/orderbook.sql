@@ -1,0 +1,32 @@
+-- orderbook: top-of-book snapshots (10 levels a side) per ticker, de-duplicated by event_id.
+-- grain: event_id
+-- topic: moex.orderbook (input)
+-- guarantee: read_committed; a snapshot sent twice is dropped by event_id
+
+CREATE TABLE orderbook_raw (
+  event_id STRING,                      -- ticker:B:seq
+  ticker   STRING,
+  ts       BIGINT,                      -- event time, epoch milliseconds UTC
+  seq      BIGINT,                      -- snapshot number, increases per ticker
+  bids     ARRAY<ARRAY<DECIMAL(18, 6)>>, -- [[price roubles, qty lots], ...], best (highest) first
+  asks     ARRAY<ARRAY<DECIMAL(18, 6)>>, -- [[price roubles, qty lots], ...], best (lowest) first
+  book_time AS TO_TIMESTAMP_LTZ(COALESCE(ts, 0), 3),
+  WATERMARK FOR book_time AS book_time - INTERVAL '${WATERMARK_DELAY}' SECOND
+) WITH (${SOURCE:orderbook});
+
+CREATE VIEW valid_orderbook AS
+SELECT * FROM orderbook_raw
+WHERE event_id IS NOT NULL AND ticker IS NOT NULL AND ts IS NOT NULL AND seq IS NOT NULL;
+
+-- Keep the first copy of each event_id, per second as for trades (copies share their ts):
+-- insert-only, state freed when the watermark passes the second. `book_second` is the rowtime
+-- (last millisecond of the snapshot's second); `book_time` the exact time, a plain column.
+CREATE VIEW orderbook AS
+SELECT event_id, ticker, ts, seq, bids, asks, book_time, window_time AS book_second
+FROM (
+  SELECT *,
+    ROW_NUMBER() OVER (
+      PARTITION BY window_start, window_end, event_id ORDER BY book_time ASC) AS copy_number
+  FROM TABLE(TUMBLE(TABLE valid_orderbook, DESCRIPTOR(book_time), INTERVAL '1' SECOND))
+)
+WHERE copy_number = 1;

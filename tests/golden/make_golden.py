@@ -1,0 +1,257 @@
+"""Write the golden cases: inputs (topic payloads, one per line) and expected.jsonl.
+
+    .venv/bin/python -m tests.golden.make_golden        # rewrites tests/golden/<output>/<case>/
+
+Expected rows come from tests/golden/oracle.py, never from the Flink job; review the diff of
+expected.jsonl by hand before committing a change. Every case is deterministic (fixed seeds).
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import shutil
+from decimal import Decimal
+from pathlib import Path
+
+from tests.golden import oracle
+
+HERE = Path(__file__).resolve().parent
+T0 = 1764140400000  # 2025-11-26 07:00:00 UTC, 10:00 in Moscow: the main session is open
+
+
+class Trades:
+    def __init__(self) -> None:
+        self.rows: list[dict] = []
+        self.next_id = 1_000_000
+
+    def add(self, ticker: str, ts: int, price: float, qty: int = 1, trade_id: int | None = None):
+        trade_id = trade_id if trade_id is not None else self.next_id
+        self.next_id = max(self.next_id, trade_id) + 1
+        row = {
+            "event_id": f"{ticker}:T:{trade_id}",
+            "ticker": ticker,
+            "board": "TQBR",
+            "trade_id": trade_id,
+            "ts": ts,
+            "price": price,
+            "qty": qty,
+            "side": "B" if trade_id % 2 else "S",
+        }
+        self.rows.append(row)
+        return row
+
+
+def _json(value):
+    if isinstance(value, Decimal):
+        return float(value) if value == value.to_integral_value() else value
+    return value
+
+
+def write_case(output: str, case: str, inputs: dict[str, list], expected: list[dict]) -> None:
+    folder = HERE / output / case
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    for name, rows in inputs.items():
+        lines = [r if isinstance(r, str) else json.dumps(r, separators=(",", ":")) for r in rows]
+        (folder / f"{name}.jsonl").write_text("".join(f"{line}\n" for line in lines))
+    text = "".join(
+        json.dumps({k: str(v) if isinstance(v, Decimal) else v for k, v in row.items()}) + "\n"
+        for row in expected
+    )
+    (folder / "expected.jsonl").write_text(text)
+
+
+def valid(rows: list) -> list[dict]:
+    return oracle.valid_trades(r for r in rows if isinstance(r, dict))
+
+
+def candles_cases() -> None:
+    t = Trades()
+    # Two trades in the same millisecond, written in reverse trade-number order: the open is
+    # the lower trade number, the close the higher, whatever the arrival order.
+    t.add("SBER", T0 + 100, 285.10, 10, trade_id=500)
+    t.add("SBER", T0 + 100, 285.00, 5, trade_id=499)
+    t.add("SBER", T0 + 700, 285.30, 7, trade_id=501)
+    retried = t.add("SBER", T0 + 1_200, 285.20, 3, trade_id=502)
+    t.add("GAZP", T0 + 50, 160.05, 100, trade_id=600)
+    t.add("GAZP", T0 + 2_999, 160.00, 40, trade_id=601)
+    rows: list = list(t.rows)
+    rows.append(dict(retried))  # a producer retry: same event_id, dropped
+    rows.append({**retried, "event_id": "SBER:T:9", "trade_id": 9, "qty": 0})  # invalid: qty 0
+    rows.append({**retried, "event_id": "SBER:T:10", "trade_id": 10, "price": -1})  # invalid
+    rows.append({k: v for k, v in retried.items() if k != "ts"} | {"event_id": "SBER:T:11"})
+    rows.append("this line is not JSON")  # skipped by the source, as on the topic
+    write_case(
+        "candles_1s",
+        "same_ms_retry_and_invalid",
+        {"trades": rows},
+        oracle.candles(valid(rows), 1000),
+    )
+
+    t = Trades()
+    for minute, prices in ((0, [100.0, 101.5, 99.5, 100.5]), (1, [100.25]), (3, [102.0, 101.0])):
+        for k, price in enumerate(prices):
+            t.add("SBER", T0 + minute * 60_000 + k * 7_000 + 3, price, 10 + k)
+    t.add("LKOH", T0 + 59_999, 7000.0, 2)
+    t.add("LKOH", T0 + 60_000, 7010.5, 3)
+    write_case(
+        "candles_1m",
+        "gap_minute_and_boundary",
+        {"trades": t.rows},
+        oracle.candles(valid(t.rows), 60_000),
+    )
+
+    t = Trades()
+    for k, (offset, price) in enumerate(
+        ((0, 50.0), (61_000, 50.5), (299_999, 49.0), (300_000, 49.5), (540_000, 51.0))
+    ):
+        t.add("VTBR", T0 + offset, price, 100 * (k + 1))
+    write_case(
+        "candles_5m", "window_boundary", {"trades": t.rows}, oracle.candles(valid(t.rows), 300_000)
+    )
+
+
+def rolling_cases() -> None:
+    rng = random.Random(11)
+    t = Trades()
+    price = 250.0
+    for second in range(95):
+        if second in (20, 21, 50):
+            continue  # seconds without trades: the return spans the gap
+        for _ in range(rng.randint(1, 2)):
+            price = round(price + rng.choice((-0.05, 0.0, 0.05)), 2)
+            t.add("SBER", T0 + second * 1000 + rng.randint(0, 999), price, rng.randint(1, 9))
+    # A ticker starting at 07:00:35: its first full window is [07:00:40, 07:01:40).
+    for second in range(35, 105, 3):
+        t.add("ROSN", T0 + second * 1000 + 10, 550.0 + (second % 7) * 0.5, 4)
+    t.rows.sort(key=lambda r: r["ts"])
+    write_case(
+        "rolling_1m", "gaps_and_late_start", {"trades": t.rows}, oracle.rolling_1m(valid(t.rows))
+    )
+
+
+def minute_closes(t: Trades, ticker: str, closes: list[float], start_minute: int = 0) -> None:
+    """One to three trades a minute, the last at the given close."""
+    rng = random.Random(len(closes) + start_minute)
+    for m, close in enumerate(closes):
+        base = T0 + (start_minute + m) * 60_000
+        for k in range(rng.randint(0, 2)):
+            t.add(
+                ticker,
+                base + 5_000 + k * 9_000,
+                round(close * (1 + rng.uniform(-0.002, 0.002)), 2),
+                3,
+            )
+        t.add(ticker, base + 50_000, close, rng.randint(1, 20))
+
+
+def indicators_cases() -> None:
+    rng = random.Random(5)
+    closes, price = [], 300.0
+    for _ in range(45):
+        price = round(price * (1 + rng.gauss(0, 0.004)), 2)
+        closes.append(price)
+    t = Trades()
+    minute_closes(t, "SBER", closes[:18])
+    minute_closes(t, "SBER", closes[18:], start_minute=20)  # two minutes without trades
+    t.rows.sort(key=lambda r: r["ts"])
+    write_case(
+        "indicators_1m", "warm_up_and_gap", {"trades": t.rows}, oracle.indicators_1m(valid(t.rows))
+    )
+
+
+def signals_cases() -> None:
+    # Flat, a slide, a rally, a slide: death, golden and death crosses, RSI extremes.
+    closes = [100.0 + 0.05 * (k % 3) for k in range(30)]
+    closes += [closes[-1] - 0.4 * (k + 1) for k in range(15)]
+    closes += [closes[-1] + 0.6 * (k + 1) for k in range(20)]
+    closes += [closes[-1] - 0.5 * (k + 1) for k in range(20)]
+    closes = [round(c, 2) for c in closes]
+    t = Trades()
+    minute_closes(t, "GMKN", closes)
+    minute_closes(t, "PLZL", closes)  # same market, but halted during its last slide
+    t.rows.sort(key=lambda r: r["ts"])
+    status = [
+        {"event_id": "*:S:1", "ticker": "*", "ts": T0 - 60_000, "phase": "trading"},
+        # The whole market in an auction over the rally's golden cross (candle 07:54-07:55) ...
+        {"event_id": "*:S:2", "ticker": "*", "ts": T0 + 53 * 60_000, "phase": "closing_auction"},
+        {"event_id": "*:S:3", "ticker": "*", "ts": T0 + 57 * 60_000, "phase": "trading"},
+        # ... and PLZL alone halted for the last slide.
+        {"event_id": "PLZL:S:4", "ticker": "PLZL", "ts": T0 + 65 * 60_000, "phase": "halted"},
+    ]
+    status.append(dict(status[1]))  # a duplicate status message changes nothing
+    write_case(
+        "signals",
+        "crosses_rsi_and_phases",
+        {"trades": t.rows, "market_status": status},
+        oracle.signals(valid(t.rows), status),
+    )
+
+
+def anomalies_cases() -> None:
+    t = Trades()
+    price = 100.0
+    for second in range(120):
+        if second == 30:
+            price = 102.5  # +2.5 % within a second: spike_up
+        if second == 70:
+            price = 100.4  # -2.05 % : spike_down
+        if second == 95:
+            price = 101.9  # +1.49 %: no anomaly
+        t.add("AFLT", T0 + second * 1000 + 200, price, 1)
+    # 25 quiet minutes for MGNT, then one minute with 50 times the volume.
+    for minute in range(25):
+        qty = 500 if minute == 22 else 10 + minute % 3
+        t.add("MGNT", T0 + minute * 60_000 + 30_000, 5000.0 + minute, qty)
+    t.rows.sort(key=lambda r: r["ts"])
+    write_case(
+        "anomalies", "spikes_and_volume", {"trades": t.rows}, oracle.anomalies(valid(t.rows))
+    )
+
+
+def liquidity_cases() -> None:
+    def book(seq: int, ts: int, bids: list, asks: list, ticker: str = "SBER") -> dict:
+        return {
+            "event_id": f"{ticker}:B:{seq}",
+            "ticker": ticker,
+            "ts": ts,
+            "seq": seq,
+            "bids": bids,
+            "asks": asks,
+        }
+
+    ten_bids = [[285.0 - 0.01 * k, 10 + k] for k in range(10)]
+    ten_asks = [[285.02 + 0.01 * k, 5 + 2 * k] for k in range(10)]
+    books = [
+        book(1, T0 + 100, ten_bids, ten_asks),
+        # Same millisecond, higher seq: this one is the last snapshot of the second.
+        book(3, T0 + 900, [[285.01, 7]] + ten_bids[:9], ten_asks),
+        book(2, T0 + 900, ten_bids, ten_asks),
+        book(4, T0 + 1_500, ten_bids[:3], ten_asks[:2]),  # thin book: fewer than 5 levels
+        book(5, T0 + 2_500, ten_bids, []),  # no asks: spread and mid are NULL
+        book(1, T0 + 300, [[160.0, 1000]], [[160.02, 3000]], ticker="GAZP"),
+    ]
+    books.append(dict(books[3]))  # a duplicate snapshot is dropped
+    write_case(
+        "liquidity_1s",
+        "last_snapshot_and_thin_books",
+        {"orderbook": books},
+        oracle.liquidity_1s(books),
+    )
+
+
+def main() -> None:
+    candles_cases()
+    rolling_cases()
+    indicators_cases()
+    signals_cases()
+    anomalies_cases()
+    liquidity_cases()
+    for folder in sorted(HERE.glob("*/*/expected.jsonl")):
+        count = len(folder.read_text().splitlines())
+        print(f"{folder.parent.relative_to(HERE)}: {count} expected rows")
+
+
+if __name__ == "__main__":
+    main()
