@@ -85,8 +85,9 @@ check: $(VENV) ## Lint, format check and SQL validation; changes nothing
 
 .PHONY: demo
 demo: $(VENV) $(JARS) ## Replay a seeded synthetic session through every indicator into .run/demo/
-	$(PY) -m producer synthetic --seed 7 --max-events 20000 --out .run/demo/trades.jsonl
-	$(PY) -m runner replay --trades .run/demo/trades.jsonl --out .run/demo/out
+	$(PY) -m producer synthetic --seed 7 --max-events 60000 --out .run/demo
+	$(PY) -m runner replay --trades .run/demo/trades.jsonl --orderbook .run/demo/orderbook.jsonl \
+		--status .run/demo/market_status.jsonl --out .run/demo/out
 
 .PHONY: up-cluster
 up-cluster: ## Scale-out path with Docker: 3 brokers, JobManager, 2 TaskManagers (see compose/)

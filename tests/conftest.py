@@ -1,6 +1,7 @@
 """Session fixtures: one real Kafka broker (free ports, temp dir) for the whole test session.
 
-Tests that need Flink use the `flink` fixtures in tests/flink_support.py (one JVM per session).
+Flink tests need no fixture: PyFlink starts one gateway JVM per Python process, and every
+TableEnvironment of the session (replays, checks) reuses it.
 """
 
 from __future__ import annotations
