@@ -281,7 +281,7 @@ def components(ports: Ports, producer_args: list[str]) -> list[Component]:
                 str(ports.flink),
             ],
             lambda: flink_job_running(ports.flink),
-            180,
+            300,
             env,
         ),
         Component(
@@ -344,17 +344,26 @@ def up(ports: Ports, producer_args: list[str]) -> int:
     signal.signal(signal.SIGINT, request_stop)
     t0 = time.monotonic()
     try:
-        for component in components(ports, producer_args):
+        # Kafka first; the job, the producer and the gateway need only Kafka, so they start
+        # together (the job's planning and Python workers take the longest).
+        kafka, *others = components(ports, producer_args)
+        print(f"  {kafka.name:9s} starting ...", end="", flush=True)
+        kafka.start()
+        started.append(kafka)
+        kafka.wait_ready()
+        print(f" ready ({time.monotonic() - t0:.0f}s)", flush=True)
+        for component in others:
             module = component.command[2]
-            entry = module.replace(".", "/") + (".py" if "." in module else "/__main__.py")
-            if not (ROOT / entry).exists():
+            if not (ROOT / module / "__main__.py").exists():
                 print(f"  {component.name:9s} skipped: {module} not in this checkout", flush=True)
                 continue
-            print(f"  {component.name:9s} starting ...", end="", flush=True)
             if component.name == "producer":
                 component.command += producer_start(ports.bootstrap, producer_args)
             component.start()
             started.append(component)
+        # The quick ones first, so the dashboard URL answers while the job is still planned.
+        for component in sorted(started[1:], key=lambda c: c.name == "flink"):
+            print(f"  {component.name:9s} starting ...", end="", flush=True)
             component.wait_ready()
             print(f" ready ({time.monotonic() - t0:.0f}s)", flush=True)
         print(
