@@ -478,7 +478,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--producer-args",
         # A simulated session at 10x: a 1-minute candle every 6 s, MACD warm in ~4 min.
-        default=os.environ.get("PRODUCER_ARGS", "--accelerate 10"),
+        default=os.environ.get("PRODUCER_ARGS", "--accelerate 10 --anomaly-rate 0.05"),
         help="options for `python -m producer synthetic` (default: %(default)s)",
     )
     args = parser.parse_args(argv)
