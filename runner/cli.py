@@ -9,6 +9,7 @@ python -m runner reload   validate, then stop the running job with a savepoint a
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 import time
@@ -97,7 +98,14 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"runner: dry run, {len(plan.outputs)} outputs; catalog in {settings.catalog_path}")
         return 0
     if args.jobmanager:
-        for key, value in job.streaming_config(settings, restore).items():
+        # The cluster owns checkpoint storage and the state backend (compose: FLINK_PROPERTIES,
+        # /checkpoints shared by JobManager and TaskManagers); this container's .run/ is not
+        # visible there. Python workers on the TaskManagers import udfs/ from /opt/moex.
+        remote = job.streaming_config(settings, None)
+        for key in ("execution.checkpointing.dir", "state.backend.type"):
+            remote.pop(key)
+        remote["python.pythonpath"] = os.environ.get("MOEX_REMOTE_PYTHONPATH", "/opt/moex")
+        for key, value in remote.items():
             t_env.get_config().set(key, value)
         host, _, port = args.jobmanager.partition(":")
         t_env.get_config().set("execution.target", "remote")
