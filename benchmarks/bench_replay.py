@@ -1,0 +1,234 @@
+"""replay: trades/s through the whole sql/ set in replay mode (`python -m runner replay`).
+
+Input: a seeded synthetic session of 10 tickers with its order book and phase changes
+(`python -m producer synthetic --out`). A replay's time has three parts, reported apart:
+  - process: the whole `python -m runner replay` command: JVM start, DDL and planning, sorting
+    the input, the job, collecting the output files;
+  - job: the runner's own "job" time, from the job's submission to its end (task deployment,
+    the Python UDF worker's start and the final checkpoint included; planning is not);
+  - excluding start: job time minus the job time of a trivial replay (1,000 trades) run the same
+    way: the fixed cost of starting a job is measured separately and subtracted.
+While a replay runs, Flink's REST API (the MiniCluster's port is found among the JVM's listening
+sockets) is sampled every 2 s for each vertex's busy and back-pressured time: where the time goes.
+Process-tree CPU seconds split the JVM from the Python side (in a local MiniCluster PyFlink runs
+the UDF worker in "loopback mode", inside the runner's own Python process).
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from pathlib import Path
+
+from benchmarks.common import (
+    PY,
+    TICKERS,
+    Proc,
+    Result,
+    Sampler,
+    VertexProfiler,
+    child_env,
+    find_rest_port,
+    median,
+    rest_get,
+    say,
+    vertex_load,
+    workspace,
+)
+
+# "runner: replayed T trades, B book snapshots, S status changes in X s (planning P s, job J s"
+# (older runners printed no planning time; their job time included it)
+SUMMARY = re.compile(
+    r"replayed (?P<trades>\d+) trades, (?P<books>\d+) book snapshots, (?P<status>\d+) status "
+    r"changes in (?P<total>[\d.]+) s \((?:planning (?P<planning>[\d.]+) s, )?job (?P<job>[\d.]+) s"
+)
+OUTPUT_LINE = re.compile(r"^\s+(?P<name>\w+)\s+(?P<rows>\d+) rows", re.M)
+TRIVIAL_TRADES = 1000
+RUN_TIMEOUT_S = 900
+
+
+def generate(work: Path, events: int, seed: int = 7, start: str | None = None) -> Path:
+    out = work / f"input-{events}"
+    command = [
+        PY, "-m", "producer", "synthetic", "--seed", str(seed), "--max-events", str(events),
+        "--tickers", ",".join(TICKERS), "--out", str(out), "--stats-every", "0",
+    ]  # fmt: skip
+    if start is not None:
+        command += ["--start", start]
+    proc = Proc("synthetic", command, work / "generate.log", child_env(work))
+    if proc.wait(600) != 0:
+        raise RuntimeError(f"input generation failed:\n{proc.tail()}")
+    return out
+
+
+def trivial_input(full: Path, work: Path) -> Path:
+    """The first 1,000 trades (and the books and phases before them) of the full input."""
+    out = work / "input-trivial"
+    out.mkdir()
+    with open(full / "trades.jsonl") as source:
+        trades = [next(source) for _ in range(TRIVIAL_TRADES)]
+    (out / "trades.jsonl").write_text("".join(trades))
+    last_ts = int(trades[-1].split('"ts":')[1].split(",")[0])
+    for name in ("orderbook.jsonl", "market_status.jsonl"):
+        kept = []
+        with open(full / name) as source:
+            for line in source:
+                if int(line.split('"ts":')[1].split(",")[0]) > last_ts:
+                    break
+                kept.append(line)
+        (out / name).write_text("".join(kept))
+    return out
+
+
+def replay_once(work: Path, inputs: Path, label: str) -> dict:
+    out = work / f"out-{label}"
+    command = [
+        PY, "-m", "runner", "replay",
+        "--trades", str(inputs / "trades.jsonl"),
+        "--orderbook", str(inputs / "orderbook.jsonl"),
+        "--status", str(inputs / "market_status.jsonl"),
+        "--out", str(out),
+    ]  # fmt: skip
+    started = time.monotonic()
+    proc = Proc(f"replay-{label}", command, work / f"replay-{label}.log", child_env(work))
+    sampler = Sampler({"flink": proc.pid}, every_s=1.0, split="flink").start()
+    profiler = VertexProfiler(first_interval_s=2.0)
+    job_info: dict = {}
+    done = threading.Event()
+
+    def watch() -> None:
+        port = None
+        while not done.is_set():
+            try:
+                if port is None:
+                    port = find_rest_port(proc.pid)
+                else:
+                    jobs = rest_get(port, "/jobs/overview")["jobs"]
+                    if jobs:
+                        job_id = jobs[0]["jid"]
+                        job = rest_get(port, f"/jobs/{job_id}")
+                        job_info["timestamps"] = job.get("timestamps", {})
+                        job_info["state"] = job.get("state")
+                        if job.get("state") == "RUNNING":
+                            profiler.add(vertex_load(port, job_id))
+            except Exception:
+                pass  # the MiniCluster is starting or already gone
+            done.wait(2.0)
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    code = proc.wait(RUN_TIMEOUT_S)
+    timed_out = code is None
+    if timed_out:
+        say(f"replay {label}: still running after {RUN_TIMEOUT_S} s, stopping it")
+        proc.stop()
+    wall = time.monotonic() - started
+    done.set()
+    watcher.join(5)
+    sampler.stop()
+    text = proc.log_path.read_text(errors="replace")
+    match = SUMMARY.search(text)
+    run: dict = {
+        "label": label,
+        "process_wall_s": round(wall, 2),
+        "timed_out": timed_out,
+        "profile": profiler.top(),
+        "vertex_samples": profiler.samples,
+        "peak_rss_mb": {k: round(v, 1) for k, v in sampler.peak_rss.items()},
+        "cpu_seconds": sampler.cpu_seconds(),
+    }
+    if match is None:
+        if not timed_out:
+            raise RuntimeError(f"replay {label} failed ({code}):\n{proc.tail()}")
+        return run
+    run.update(
+        trades=int(match["trades"]),
+        books=int(match["books"]),
+        total_s=float(match["total"]),
+        planning_s=float(match["planning"]) if match["planning"] else None,
+        job_s=float(match["job"]),
+        outputs={m["name"]: int(m["rows"]) for m in OUTPUT_LINE.finditer(text)},
+    )
+    return run
+
+
+def run(quick: bool, repeat: int, keep: bool = False, repeat_full: int = 1) -> Result:
+    result = Result("replay")
+    events = 20_000 if quick else 1_000_000
+    with workspace("replay", keep) as work:
+        say(f"replay: generating {events:,} synthetic trades (10 tickers, with order book)")
+        full = generate(work, events)
+        trivial = trivial_input(full, work)
+        trivial_runs, full_runs = [], []
+        # --quick skips the trivial run: "excluding start" is then not measured.
+        for index in range(0 if quick else repeat):
+            say(f"replay: trivial run {index + 1}/{repeat} ({TRIVIAL_TRADES} trades)")
+            trivial_runs.append(replay_once(work, trivial, f"trivial-{index}"))
+            say(f"replay: trivial job {trivial_runs[-1].get('job_s')} s")
+        for index in range(repeat_full):
+            say(f"replay: full run {index + 1}/{repeat_full} ({events:,} trades)")
+            full_runs.append(replay_once(work, full, f"full-{index}"))
+            say(
+                f"replay: job {full_runs[-1].get('job_s')} s, process "
+                f"{full_runs[-1]['process_wall_s']} s"
+            )
+    fixed_job = median(r.get("job_s") for r in trivial_runs)
+    fixed_wall = median(r["process_wall_s"] for r in trivial_runs)
+    complete = [r for r in full_runs if "job_s" in r]
+    rates_wall = [round(r["trades"] / r["process_wall_s"]) for r in complete]
+    rates_job = [round(r["trades"] / r["job_s"]) for r in complete]
+    rates_net = [
+        round(r["trades"] / (r["job_s"] - fixed_job))
+        for r in complete
+        if fixed_job is not None and r["job_s"] > fixed_job
+    ]
+    net = median(rates_net)
+    if trivial_runs:
+        result.row(
+            f"{events // 1000} K trades, excluding start (job - trivial job)",
+            net,
+            "trades/s",
+            target=">= 100 K trades/s",
+            met=net is not None and net >= 100_000,
+            runs=rates_net,
+        )
+    result.row("same, job time incl. job start", median(rates_job), "trades/s", runs=rates_job)
+    result.row(
+        "same, whole process incl. JVM start", median(rates_wall), "trades/s", runs=rates_wall
+    )
+    if trivial_runs:
+        result.row(
+            "fixed cost: trivial replay job / process",
+            f"{fixed_job} s / {fixed_wall} s",
+            "",
+            runs=[(r.get("job_s"), r["process_wall_s"]) for r in trivial_runs],
+        )
+    if complete:
+        job_s = median(r["job_s"] for r in complete)
+        result.row(
+            "full replay job / process time",
+            f"{job_s} s / {median(r['process_wall_s'] for r in complete)} s",
+            "",
+        )
+    if full_runs and full_runs[-1]["profile"]:
+        top = full_runs[-1]["profile"][0]
+        result.row(
+            "busiest vertex",
+            f"{top['vertex'][:60]} (busy {top['busy_pct_of_time']} % of the job)",
+            "",
+        )
+    result.details = {
+        "params": {
+            "trades": events,
+            "tickers": TICKERS,
+            "trivial_trades": TRIVIAL_TRADES,
+            "input": "python -m producer synthetic --seed 7 --max-events N --tickers <10> --out DIR",
+            "command": "python -m runner replay --trades T --orderbook B --status S --out DIR",
+        },
+        "trivial_runs": trivial_runs,
+        "full_runs": full_runs,
+    }
+    if any(r["timed_out"] for r in full_runs):
+        result.notes.append(f"a full replay did not finish within {RUN_TIMEOUT_S} s")
+    return result

@@ -1,0 +1,1 @@
+../../../sql/00_sources/trades.sql

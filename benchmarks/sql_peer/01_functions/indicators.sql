@@ -1,0 +1,1 @@
+../../../sql/01_functions/indicators.sql

@@ -1,0 +1,1 @@
+../../../sql/10_views/bars.sql

@@ -1,0 +1,1 @@
+../../../sql/20_candles/candles_1m.sql
