@@ -68,6 +68,10 @@ reload: $(VENV) ## Validate edited sql/ files, then resubmit the running job fro
 test: $(VENV) $(JARS) $(CHROMIUM) ## Run the whole test suite (real Kafka, Flink MiniCluster, Chromium)
 	$(PY) -m pytest
 
+.PHONY: test-faults
+test-faults: $(VENV) $(JARS) ## Fault-injection tests (crashes, broker restart, replays); slow, not in `make test` yet
+	MOEX_FAULT_TESTS=1 $(PY) -m pytest tests/test_faults_*.py
+
 .PHONY: bench
 bench: $(VENV) $(JARS) ## Measure throughput and latency; results in bench-results/
 	$(PY) -m benchmarks
