@@ -57,7 +57,7 @@ STALL_S = 60  # no new output row for this long: the rest is not coming
 class OutputCounter(threading.Thread):
     """Counts rows arriving on the output topics (read_committed) from their current ends."""
 
-    def __init__(self, bootstrap: str, candles: str, ema: str, expected: int) -> None:
+    def __init__(self, bootstrap: str, candles: str, ema: str | None, expected: int) -> None:
         super().__init__(daemon=True)
         from kafka import KafkaConsumer, TopicPartition
 
@@ -71,13 +71,14 @@ class OutputCounter(threading.Thread):
             max_poll_records=10000,
         )
         tps = []
-        for topic in (candles, ema):
+        topics = [candles] if ema is None else [candles, ema]
+        for topic in topics:
             tps += [TopicPartition(topic, p) for p in self.consumer.partitions_for_topic(topic)]
         self.consumer.assign(tps)
         self.consumer.seek_to_end()
         for tp in tps:
             self.consumer.position(tp)
-        self.counts = {candles: 0, ema: 0}
+        self.counts = dict.fromkeys(topics, 0)
         self.ema_values: dict[tuple[str, float], float | None] = {}
         self.created = time.time()
         self.first_arrival: float | None = None
@@ -148,8 +149,20 @@ def prepare_input(work: Path, events: int) -> tuple[Path, int, int]:
     return target, count, len(minutes)
 
 
-def flink_run(work: Path, bootstrap: str, expected: int, index: int) -> dict:
-    counter = OutputCounter(bootstrap, "peer.candles_1m", "peer.ema_12_1m", expected)
+def job_start_time(rest_port: int) -> tuple[float | None, str | None]:
+    """When the job was submitted (Flink's `start-time`, epoch s), whatever its state."""
+    jobs = rest_get(rest_port, "/jobs/overview")["jobs"]
+    if not jobs:
+        return None, None
+    return jobs[0]["start-time"] / 1000, jobs[0]["jid"]
+
+
+def flink_run(
+    work: Path, bootstrap: str, expected: int, index: int | str, only: str | None = None
+) -> dict:
+    """One run of benchmarks/sql_peer; `only="candles_1m"` leaves the EMA (Python UDAF) out."""
+    ema_topic = None if only == "candles_1m" else "peer.ema_12_1m"
+    counter = OutputCounter(bootstrap, "peer.candles_1m", ema_topic, expected)
     counter.start()
     rest_port = free_port()
     launched = time.time()
@@ -168,6 +181,7 @@ def flink_run(work: Path, bootstrap: str, expected: int, index: int) -> dict:
             "--rest-port", str(rest_port),
             "--catalog", str(work / f"catalog-{index}.json"),
             "--pid-file", str(work / f"runner-{index}.json"),
+            *(["--only", only] if only else []),
         ],
         work / f"flink-{index}.log",
         # The topic is preloaded: with the default 3 s idle timeout a partition whose records
@@ -189,12 +203,14 @@ def flink_run(work: Path, bootstrap: str, expected: int, index: int) -> dict:
                 break
             try:
                 if job_start is None:
-                    job = running_job(rest_port)
-                    if job is not None:
-                        job_start = rest_get(rest_port, f"/jobs/{job['jid']}")["start-time"] / 1000
-                        job_id = job["jid"]
-                else:
+                    job_start, job_id = job_start_time(rest_port)
+                elif running_job(rest_port) is not None:
                     profiler.add(vertex_load(rest_port, job_id))
+            except Exception:
+                pass
+        if job_start is None:  # it finished within the first poll
+            try:
+                job_start, _ = job_start_time(rest_port)
             except Exception:
                 pass
         sampler.mark("done")
@@ -316,6 +332,14 @@ def run(quick: bool, repeat: int, keep: bool = False) -> Result:
             quix_runs.append(quix_run(work, bootstrap, python, expected, index))
             say(f"peer: Quix {quix_runs[-1]['total_s']} s "
                 f"({quix_runs[-1]['excluding_start_s']} s after app.run())")  # fmt: skip
+        # Where the Flink job's time goes: the same SQL without the EMA's pandas UDAF.
+        candles_only = None
+        if not quick:
+            say("peer: Flink run with candles_1m only (no Python UDAF)")
+            candles_only = flink_run(work, bootstrap, expected, "candles", only="candles_1m")
+            candles_only.pop("ema")
+            say(f"peer: Flink candles only {candles_only['total_s']} s "
+                f"({candles_only['excluding_start_s']} s after job start)")  # fmt: skip
     check = compare_ema(flink_runs[-1]["ema"], quix_runs[-1]["ema"])
     for r in flink_runs + quix_runs:
         r.pop("ema")
@@ -356,6 +380,17 @@ def run(quick: bool, repeat: int, keep: bool = False) -> Result:
         "trades/s",
         runs=[(r["excluding_start_s"], r["total_s"]) for r in quix_runs],
     )
+    if candles_only is not None:
+        only_net = rate([candles_only], "excluding_start_s")
+        only_all = rate([candles_only], "total_s")
+        result.row(
+            "Flink without the EMA UDAF (candles_1m only) / Quix, excl. / incl. start",
+            f"{round(only_net / quix_net, 2)} / {round(only_all / quix_all, 2)}"
+            if only_net and quix_net and only_all and quix_all
+            else None,
+            "x",
+            runs=[(candles_only["excluding_start_s"], candles_only["total_s"])],
+        )
     result.row(
         "first output row after start: Flink / Quix",
         f"{median(r['first_row_after_s'] for r in flink_runs)} / "
@@ -382,6 +417,7 @@ def run(quick: bool, repeat: int, keep: bool = False) -> Result:
         },
         "flink_runs": flink_runs,
         "quix_runs": quix_runs,
+        "flink_candles_only_run": candles_only,
         "ema_check": check,
     }
     return result

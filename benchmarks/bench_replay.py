@@ -193,9 +193,17 @@ def run(quick: bool, repeat: int, keep: bool = False, repeat_full: int = 1) -> R
             met=net is not None and net >= 100_000,
             runs=rates_net,
         )
-    result.row("same, job time incl. job start", median(rates_job), "trades/s", runs=rates_job)
     result.row(
-        "same, whole process incl. JVM start", median(rates_wall), "trades/s", runs=rates_wall
+        f"{events // 1000} K trades, job time incl. job start",
+        median(rates_job),
+        "trades/s",
+        runs=rates_job,
+    )
+    result.row(
+        f"{events // 1000} K trades, whole command incl. JVM start and planning",
+        median(rates_wall),
+        "trades/s",
+        runs=rates_wall,
     )
     if trivial_runs:
         result.row(

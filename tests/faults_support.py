@@ -268,6 +268,18 @@ def end_offsets(bootstrap: str, topic: str, committed: bool = True) -> dict[int,
         consumer.close()
 
 
+def committed_source_offsets(bootstrap: str, group: str, topic: str) -> int:
+    """Records of `topic` the job's checkpoints have confirmed (offsets committed on checkpoint)."""
+    from kafka.admin import KafkaAdminClient
+
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="faults-offsets")
+    try:
+        offsets = admin.list_group_offsets({group: None}).get(group, {})
+    finally:
+        admin.close()
+    return sum(meta.offset for tp, meta in offsets.items() if tp.topic == topic and meta.offset > 0)
+
+
 def publish_lines(
     bootstrap: str,
     topic: str,

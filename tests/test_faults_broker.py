@@ -94,7 +94,7 @@ def test_broker_when_restarted_mid_stream_then_no_acknowledged_trade_is_lost_or_
             producer_report = (
                 f"producer exit {code} after a {outage:.1f} s outage: "
                 + (summary.group(0) if summary else "no summary")
-                + "".join(f"\n  {line}" for line in log.splitlines() if "error" in line.lower())
+                + "".join(f"\n  {line}" for line in log.splitlines() if "producer: error" in line)
             )
             records = read_topic(broker.bootstrap, f"{prefix}trades", committed=False)
             copies = Counter(record.json()["event_id"] for record in records)

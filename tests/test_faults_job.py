@@ -26,6 +26,7 @@ from tests.faults_support import (
     Session,
     TopicTail,
     artifacts_on_failure,
+    committed_source_offsets,
     compare,
     create_prefixed_topics,
     delete_topics,
@@ -54,18 +55,6 @@ GRAIN = {name: ["ticker", "window_end"] for name in EXACTLY_ONCE} | {
     "signals": ["event_id"],
     "anomalies": ["event_id"],
 }
-
-
-def committed_source_offsets(bootstrap: str, group: str, topic: str) -> int:
-    """Records of `topic` the job's checkpoints have confirmed (offsets committed on checkpoint)."""
-    from kafka.admin import KafkaAdminClient
-
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="faults-offsets")
-    try:
-        offsets = admin.list_group_offsets({group: None}).get(group, {})
-    finally:
-        admin.close()
-    return sum(meta.offset for tp, meta in offsets.items() if tp.topic == topic and meta.offset > 0)
 
 
 def closed(rows: list[dict], session: Session) -> list[dict]:
