@@ -2,7 +2,8 @@
 
 Everything a fault test starts runs in its own process group (start_new_session=True) and is
 stopped with killpg, so a SIGKILL takes the runner's JVM and its Python workers down with it,
-as a power cut or an OOM kill would. Waits poll with a deadline; none sleeps a fixed time.
+as a power cut or an OOM kill would. Waits for results poll with a deadline; the only timed
+waits are fault parameters (how long a broker stays down, how long the input pauses).
 """
 
 from __future__ import annotations
@@ -39,9 +40,7 @@ EVENING = "2026-11-26T19:05:00+03:00"
 SENTINEL_GAP_MS = 10 * 60_000  # past every window of every output (the longest is 5 min)
 
 
-def wait_for(
-    check: Callable[[], T], timeout_s: float, what: str, every_s: float = 0.25
-) -> T:
+def wait_for(check: Callable[[], T], timeout_s: float, what: str, every_s: float = 0.25) -> T:
     """Poll `check` until it returns something truthy; fail naming `what` after the deadline."""
     deadline = time.monotonic() + timeout_s
     last_error: Exception | None = None
@@ -94,18 +93,6 @@ class Group:
     def running(self) -> bool:
         return self.process is not None and self.process.poll() is None
 
-    def group_alive(self) -> bool:
-        if self.process is None:
-            return False
-        self.process.poll()  # reap the leader if it has exited
-        try:
-            os.killpg(self.pgid, 0)
-            return True
-        except ProcessLookupError:
-            return False
-        except PermissionError:
-            return True
-
     def members(self) -> list[int]:
         """Pids of the group still alive (from /proc)."""
         if self.process is None:
@@ -142,7 +129,8 @@ class Group:
                 pass
         if self.members():
             self._signal(signal.SIGKILL)
-        self.process.poll() if self.process.returncode is not None else self.process.wait(10)
+        if self.process.poll() is None:
+            self.process.wait(10)
         wait_for(lambda: not self.members(), 15, f"process group {self.pgid} to be gone")
 
     def wait(self, timeout_s: float) -> int:
@@ -345,7 +333,6 @@ def synthetic_session(
     tickers: Sequence[str] = TICKERS,
     start: str = EVENING,
     anomaly_rate: float = 0.5,
-    sentinel: bool = True,
 ) -> Session:
     """`python -m producer synthetic --out folder`, then the sentinels appended to the files.
 
@@ -361,8 +348,6 @@ def synthetic_session(
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     session = Session(folder, 0)
-    if not sentinel:
-        return session
     last_trade: dict[str, dict] = {}
     max_trade_id = 0
     last_ts = 0
@@ -537,8 +522,12 @@ class RunnerJob:
         self.current.kill()
 
     def stop(self) -> None:
+        """Stop whatever still runs, then drop the bulky leftovers (checkpoints, JVM temp
+        files: ~20 MB a start); logs stay for artifacts_on_failure."""
         for group in self.starts:
             group.stop()
+        shutil.rmtree(self.checkpoint_dir, ignore_errors=True)
+        shutil.rmtree(self.work / "jvm-tmp", ignore_errors=True)
 
     def idle_marks(self) -> list[str]:
         """Flink's "Marking split idle / not idle" lines: a split that comes back from idle
@@ -562,9 +551,7 @@ class RunnerJob:
         return text + ("\n  " + "\n  ".join(marks[:12]) if marks else "")
 
     def logs(self) -> str:
-        return "\n".join(
-            f"--- {g.log_file.name} ---\n{g.log(3000)}" for g in self.starts
-        )
+        return "\n".join(f"--- {g.log_file.name} ---\n{g.log(3000)}" for g in self.starts)
 
 
 def keep_artifacts(work: Path, name: str) -> Path:
@@ -582,14 +569,27 @@ def keep_artifacts(work: Path, name: str) -> Path:
 # --- comparing outputs ----------------------------------------------------------------------
 
 
+def _fixed_point(value: Any) -> bool:
+    """An integer, or a number with at most 6 decimals as DECIMAL(18, 6) columns print."""
+    if isinstance(value, int):
+        return True
+    return isinstance(value, Decimal) and int(value.as_tuple().exponent) >= -6
+
+
 def same_value(expected: Any, actual: Any, rel_tol: float = 1e-9) -> bool:
-    """Decimals and integers exactly, doubles within rel_tol, everything else equal."""
+    """Integers and DECIMAL columns exactly, doubles within rel_tol, everything else equal.
+
+    Both sides parse numbers with a fraction as Decimal; a DECIMAL(18, 6) prints at most 6
+    decimals, a DOUBLE its shortest repr, so two fixed-point texts that differ are different
+    decimals, while a double that differs in its last bits prints more digits."""
     if isinstance(expected, bool) or isinstance(actual, bool):
         return expected == actual
-    if isinstance(expected, int | Decimal) and isinstance(actual, int | Decimal):
+    numbers = int | float | Decimal
+    if isinstance(expected, numbers) and isinstance(actual, numbers):
         if expected == actual:
             return True
-    if isinstance(expected, int | float | Decimal) and isinstance(actual, int | float | Decimal):
+        if _fixed_point(expected) and _fixed_point(actual):
+            return False
         return math.isclose(float(expected), float(actual), rel_tol=rel_tol, abs_tol=1e-12)
     return expected == actual
 
@@ -640,7 +640,9 @@ class Comparison:
         return "\n".join(lines)
 
 
-def compare(name: str, expected: list[dict], actual: list[dict], grain: Sequence[str]) -> Comparison:
+def compare(
+    name: str, expected: list[dict], actual: list[dict], grain: Sequence[str]
+) -> Comparison:
     def key(row: dict) -> tuple:
         return tuple(str(row.get(c)) for c in grain)
 
@@ -899,7 +901,9 @@ class ReplayOracle:
         for folder, pattern in (("sql", "*.sql"), ("udfs", "*.py"), ("runner", "*.py")):
             files += sorted((ROOT / folder).rglob(pattern))
         for path in files:
-            digest.update(str(path.relative_to(ROOT) if path.is_relative_to(ROOT) else path.name).encode())
+            digest.update(
+                str(path.relative_to(ROOT) if path.is_relative_to(ROOT) else path.name).encode()
+            )
             digest.update(path.read_bytes())
         from importlib.metadata import version
 
@@ -918,11 +922,18 @@ class ReplayOracle:
         out = self.work / "replay"
         self.group = Group(
             [
-                sys.executable, "-m", "runner", "replay",
-                "--trades", str(self.session.trades_file),
-                "--orderbook", str(self.session.orderbook_file),
-                "--status", str(self.session.status_file),
-                "--out", str(out),
+                sys.executable,
+                "-m",
+                "runner",
+                "replay",
+                "--trades",
+                str(self.session.trades_file),
+                "--orderbook",
+                str(self.session.orderbook_file),
+                "--status",
+                str(self.session.status_file),
+                "--out",
+                str(out),
             ],  # fmt: skip
             self.work / "replay.log",
             env={
@@ -949,8 +960,16 @@ class ReplayOracle:
         (staging / ".complete").touch()
         shutil.rmtree(self.cache, ignore_errors=True)
         staging.rename(self.cache)
+        shutil.rmtree(out, ignore_errors=True)
+        # Keep the newest few results: older ones belong to sql/ as it was.
+        entries = sorted(self.cache.parent.iterdir(), key=lambda p: p.stat().st_mtime)
+        for old in entries[:-4]:
+            shutil.rmtree(old, ignore_errors=True)
         return self.cache
 
     def stop(self) -> None:
         if self.group is not None:
             self.group.stop()
+        shutil.rmtree(self.work / "replay", ignore_errors=True)
+        for leftover in self.work.glob("flink-*"):  # the replay JVM's temp files
+            shutil.rmtree(leftover, ignore_errors=True)

@@ -56,9 +56,19 @@ def test_broker_when_restarted_mid_stream_then_no_acknowledged_trade_is_lost_or_
     job = RunnerJob(broker.bootstrap, prefix, tmp_path / "job", only=("candles_1m",))
     producer = Group(
         [
-            sys.executable, "-m", "producer", "replay", str(session.folder),
-            "--bootstrap", broker.bootstrap, "--topic-prefix", prefix,
-            "--rate", str(PUBLISH_RATE), "--stats-every", "1",
+            sys.executable,
+            "-m",
+            "producer",
+            "replay",
+            str(session.folder),
+            "--bootstrap",
+            broker.bootstrap,
+            "--topic-prefix",
+            prefix,
+            "--rate",
+            str(PUBLISH_RATE),
+            "--stats-every",
+            "1",
         ],  # fmt: skip
         tmp_path / "producer.log",
     )

@@ -117,7 +117,11 @@ def test_gateway_when_clients_reconnect_with_last_event_id_during_a_burst_then_n
         started = time.monotonic()
         for seq in range(ROWS):
             ticker = TICKERS[seq % len(TICKERS)]
-            row = {"ticker": ticker, "window_end": f"2026-11-26 07:00:{seq % 60:02d}.000", "seq": seq}
+            row = {
+                "ticker": ticker,
+                "window_end": f"2026-11-26 07:00:{seq % 60:02d}.000",
+                "seq": seq,
+            }
             producer.send(topic, key=ticker.encode(), value=json.dumps(row).encode())
             ahead = started + (seq + 1) / BURST_RATE - time.monotonic()
             if ahead > 0.005:
@@ -134,7 +138,9 @@ def test_gateway_when_clients_reconnect_with_last_event_id_during_a_burst_then_n
             wait_for(all_done, 90, f"{CLIENTS} clients to receive {ROWS} rows each", every_s=0.2)
         except AssertionError as exc:
             counts = [len(c.rows) for c in clients]
-            raise AssertionError(f"{exc}; rows per client {counts}\n{gateway.log()[-3000:]}") from None
+            raise AssertionError(
+                f"{exc}; rows per client {counts}\n{gateway.log()[-3000:]}"
+            ) from None
         problems = []
         for number, client in enumerate(clients):
             seqs = [row["seq"] for row in client.rows]

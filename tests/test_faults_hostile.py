@@ -37,8 +37,7 @@ TS = 1795709100000  # inside the session: a record the job accepted here would s
 
 def hostile_trades() -> list[bytes | None]:
     good = (
-        b'"event_id":"SBER:T:1","ticker":"SBER","board":"TQBR","trade_id":1,'
-        b'"ts":%d,"side":"B"' % TS
+        b'"event_id":"SBER:T:1","ticker":"SBER","board":"TQBR","trade_id":1,"ts":%d,"side":"B"' % TS
     )
     return [
         b"not json at all",

@@ -43,7 +43,7 @@ pytestmark = [pytest.mark.kafka, pytest.mark.flink]
 
 TRADES = 30_000
 CRASHES = 2
-FEED_RATE = 1500  # records a second while the job runs: ~28 s of feed for 41,000 records
+FEED_RATE = 3000  # records a second while the job runs: ~14 s of feed for 41,000 records
 TRICKLE_RATE = 40  # records a second while it is down: the feed never stops, nor ends early
 MIN_PROGRESS = 4000  # trades a checkpoint must confirm since the previous crash
 EXACTLY_ONCE = (
@@ -98,6 +98,7 @@ def test_job_when_killed_mid_stream_repeatedly_then_committed_results_equal_the_
     feeder = Feeder(kafka_bootstrap, prefix, merged_input(session), rate=TRICKLE_RATE)
     tails: dict[str, TopicTail] = {}
     crashes: list[tuple[int, int, float]] = []  # checkpoint, trades confirmed, seconds in
+    timings: list[str] = []
     try:
         with artifacts_on_failure(tmp_path, "job"):
             oracle.start()
@@ -105,6 +106,7 @@ def test_job_when_killed_mid_stream_repeatedly_then_committed_results_equal_the_
             job.start()
             for start in range(1, CRASHES + 2):
                 job.wait_running()
+                timings.append(f"start {start} running at {time.monotonic() - started:.0f} s")
                 base = 0
                 if start > 1:
                     restored = job.restored_from()
@@ -127,7 +129,9 @@ def test_job_when_killed_mid_stream_repeatedly_then_committed_results_equal_the_
                     progressed, 240, f"a checkpoint confirming {MIN_PROGRESS} more trades"
                 )
                 job.crash()
-                feeder.rate = TRICKLE_RATE  # a slower feed while it is down: every crash is mid-stream
+                feeder.rate = (
+                    TRICKLE_RATE  # a slower feed while it is down: every crash is mid-stream
+                )
                 crashes.append((checkpoint, confirmed, time.monotonic() - started))
                 assert not feeder.done.is_set(), "the feed ended before the crash"
                 job.start()
@@ -141,8 +145,7 @@ def test_job_when_killed_mid_stream_repeatedly_then_committed_results_equal_the_
             feeder.wait_done(240)
             replay = oracle.wait(300)
             expected = {
-                name: closed(load_jsonl(replay / f"{name}.jsonl"), session)
-                for name in EXACTLY_ONCE
+                name: closed(load_jsonl(replay / f"{name}.jsonl"), session) for name in EXACTLY_ONCE
             }
             for name in [*EXACTLY_ONCE, *LIVE_TWINS]:
                 tails[name] = TopicTail(kafka_bootstrap, f"{prefix}{name}")
@@ -153,7 +156,9 @@ def test_job_when_killed_mid_stream_repeatedly_then_committed_results_equal_the_
                 for name, tail in tails.items():
                     tail.poll(100)
                     grain = GRAIN[LIVE_TWINS.get(name, name)]
-                    keys = {tuple(str(r.get(c)) for c in grain) for r in closed(tail.rows(), session)}
+                    keys = {
+                        tuple(str(r.get(c)) for c in grain) for r in closed(tail.rows(), session)
+                    }
                     done = done and len(keys) >= len(expected[LIVE_TWINS.get(name, name)])
                 return done
 
@@ -165,6 +170,7 @@ def test_job_when_killed_mid_stream_repeatedly_then_committed_results_equal_the_
                 )
 
             wait_for(consumed, 300, "the job to confirm the whole input", every_s=0.5)
+            timings.append(f"input confirmed at {time.monotonic() - started:.0f} s")
             # Every closed window is out within seconds of the last input record (signals wait
             # for the market_status source to turn idle: MOEX_IDLE_TIMEOUT_MS).
             confirmed_at = job.latest_checkpoint_id()
@@ -174,8 +180,9 @@ def test_job_when_killed_mid_stream_repeatedly_then_committed_results_equal_the_
                 "every expected row, or thirty more checkpoints",
             )
             # What an open transaction still holds is committed by the next two checkpoints.
+            timings.append(f"results complete at {time.monotonic() - started:.0f} s")
             job.wait_checkpoint_after(job.wait_checkpoint_after(job.latest_checkpoint_id()))
-            report += "\n" + stuck(tails, expected, session)
+            report += "\n" + "; ".join(timings) + "\n" + stuck(tails, expected, session)
             failures = []
             for name in EXACTLY_ONCE:
                 tails[name].drain()
