@@ -34,7 +34,10 @@ from producer.synthetic import SyntheticMarket
 # With --seed the session starts here unless --start says otherwise, so a seeded run is
 # byte-identical on any day (a Thursday; the default without --seed is 10:00 MSK today).
 SEEDED_START = datetime(2026, 11, 26, 10, 0, tzinfo=MSK)
-DELIVERY_TIMEOUT_S = 20.0  # a record Kafka has not acknowledged by then counts as failed
+# A record Kafka has not acknowledged by then counts as failed and the run stops. Kafka's own
+# default (2 min): long enough to ride out a broker restart (a single KRaft broker is back
+# in 10-30 s; tests/test_faults_broker.py keeps it down 15 s+), short enough to fail loudly.
+DELIVERY_TIMEOUT_S = 120.0
 EPILOG = """\
 examples:
   python -m producer synthetic                                  # live, real pace, into Kafka
@@ -113,6 +116,14 @@ def build_parser() -> argparse.ArgumentParser:
         default=15.0,
         metavar="S",
         help="give up when no broker answers within S seconds (default: 15)",
+    )
+    out.add_argument(
+        "--delivery-timeout",
+        type=_non_negative,
+        default=DELIVERY_TIMEOUT_S,
+        metavar="S",
+        help="a record Kafka has not acknowledged within S seconds (retries included) fails "
+        f"the run (default: {DELIVERY_TIMEOUT_S:g}; rides out a broker restart)",
     )
     out.add_argument(
         "--stats-every",
@@ -356,7 +367,7 @@ def main(argv: list[str] | None = None, stop: threading.Event | None = None) -> 
                 Topics.with_prefix(args.topic_prefix),
                 compression=args.compression,
                 connect_timeout_s=args.connect_timeout,
-                delivery_timeout_s=DELIVERY_TIMEOUT_S,
+                delivery_timeout_s=args.delivery_timeout,
                 on_failure=stop,
             )
     except SinkError as exc:
@@ -391,7 +402,7 @@ def main(argv: list[str] | None = None, stop: threading.Event | None = None) -> 
             except (SinkError, ReplayError, OSError) as exc:
                 error = str(exc)
             try:  # what was handed over is delivered, or fails, within the delivery timeout
-                sink.flush(timeout_s=DELIVERY_TIMEOUT_S + 5)
+                sink.flush(timeout_s=args.delivery_timeout + 5)
             except SinkError as exc:
                 error = error or str(exc)
     finally:

@@ -136,6 +136,11 @@ class Connectors:
     def topic(self, name: str) -> str:
         return f"{self.s.topic_prefix}{name}"
 
+    def idle_timeout_ms(self, name: str) -> int:
+        if name == "market_status":
+            return self.s.status_idle_timeout_ms
+        return self.s.idle_timeout_ms
+
     def source(self, name: str) -> dict[str, str]:
         opts = {
             "connector": "kafka",
@@ -145,7 +150,7 @@ class Connectors:
             "properties.isolation.level": "read_committed",
             "properties.auto.offset.reset": "earliest",
             "scan.startup.mode": self.s.startup_mode,
-            "scan.watermark.idle-timeout": f"{self.s.idle_timeout_ms} ms",
+            "scan.watermark.idle-timeout": f"{self.idle_timeout_ms(name)} ms",
             "format": "json",
             # A malformed record must not kill the job: it is skipped (the producer's DLQ
             # holds what it rejected; anything written around it is counted by the view).

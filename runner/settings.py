@@ -17,8 +17,18 @@ class Settings:
     group_id: str = "moex-flink"
     # Event time: how late a trade may arrive and still count in its window.
     watermark_delay_ms: int = int(os.environ.get("MOEX_WATERMARK_DELAY_MS", 1000))
-    # A ticker with no trades for this long must not hold back the others' windows.
-    idle_timeout_ms: int = int(os.environ.get("MOEX_IDLE_TIMEOUT_MS", 3000))
+    # A trades/orderbook partition silent for this long stops holding back the watermark.
+    # Long on purpose: a partition marked idle while its records are merely delayed (a job
+    # catching up a backlog, a producer or broker restart resuming partitions one by one)
+    # has those records dropped as late when they come. A minute of silence on a partition in
+    # a session means its tickers really stopped; tests/test_faults_idle.py proves a staggered
+    # resumption (one partition silent ~30 s while another runs ahead) loses nothing. The cost:
+    # windows of the other partitions wait up to this long when a partition's tickers all
+    # stop trading while others go on (in a MOEX session: practically never).
+    idle_timeout_ms: int = int(os.environ.get("MOEX_IDLE_TIMEOUT_MS", 60_000))
+    # market_status is sparse by nature (a few events a day): it turns idle quickly so that
+    # the event-time join of signals with it does not wait for the next status change.
+    status_idle_timeout_ms: int = int(os.environ.get("MOEX_STATUS_IDLE_TIMEOUT_MS", 1000))
     checkpoint_interval_ms: int = int(os.environ.get("MOEX_CHECKPOINT_MS", 5000))
     # Must exceed checkpoint interval + restart time, and stay under the broker's
     # transaction.max.timeout.ms (15 min): the connector's default of 1 h is refused.
