@@ -28,7 +28,7 @@ from gateway.hub import Hub
 from gateway.kafka_io import TopicReader
 from gateway.params import BadRequest, UnknownStream, events_query, history_query
 from gateway.settings import Settings
-from gateway.sse import GatewayEventSource, event_stream
+from gateway.sse import GatewayEventSource, event_stream, watch_sends
 
 log = logging.getLogger("gateway")
 
@@ -231,10 +231,12 @@ async def lifespan(app: Starlette) -> AsyncIterator[None]:
     readers = Readers(hub, asyncio.get_running_loop())
     readers.start_missing()
     watcher = asyncio.create_task(_watch_catalog(hub, readers, app.state.settings.catalog))
+    send_watcher = asyncio.create_task(watch_sends(hub))
     try:
         yield
     finally:
         watcher.cancel()
+        send_watcher.cancel()
         hub.close_all("gateway shutting down")
         await asyncio.to_thread(readers.stop)
 

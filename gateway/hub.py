@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from gateway.catalog import StreamSpec
 from gateway.cursor import Cursor, encode, encode_segment
+from gateway.frames import Frame
 from gateway.rows import Entry
 from gateway.settings import Settings
 
@@ -49,6 +50,9 @@ class StreamState:
         self.first_seen: OrderedDict[str, tuple[int, int]] = OrderedDict()
         self.seq = 0
         self.subscribers: set[Subscriber] = set()
+        # The same clients by their ticker filter (None: every ticker), so a row is offered only
+        # to the clients that want it.
+        self.by_ticker: dict[str | None, set[Subscriber]] = {}
         self.assigned = asyncio.Event()
         self.status = "starting"
         self.error: str | None = None
@@ -76,16 +80,26 @@ class StreamState:
 
 
 class Subscriber:
-    """One SSE connection: its filter, its position in every stream, its bounded queue."""
+    """One SSE connection: its filter, its position in every stream, its bounded queue.
 
-    def __init__(self, ticker: str | None, max_pending: int) -> None:
+    Until `go_live` (while the resume is sent) the id of each event is made from this client's
+    own `positions`. From then on it sends only shared frames, whose ids are the streams' own
+    positions: see Frame. A client on several streams keeps the latest segment of each.
+    """
+
+    def __init__(self, streams: list[str], ticker: str | None, max_pending: int) -> None:
+        self.streams = streams
         self.ticker = ticker
         self.max_pending = max_pending
         self.positions: Cursor = {}
-        self.pending: deque[tuple[str, Entry]] = deque()
+        self.live_from: Cursor = {}  # each stream's position when this client subscribed
+        self.segments: dict[str, str] = {}
+        self.pending: deque[Frame] = deque()
         self.wakeup = asyncio.Event()
         self.closed_reason: str | None = None
         self.on_close: Callable[[], None] | None = None
+        self.sending_since: float | None = None  # monotonic time the current write began
+        self.on_stall: Callable[[], None] | None = None
 
     def wants(self, ticker: str) -> bool:
         return self.ticker is None or ticker == self.ticker or ticker == WILDCARD_TICKER
@@ -100,6 +114,20 @@ class Subscriber:
 
     def event_id(self) -> str:
         return encode(self.positions)
+
+    def go_live(self) -> None:
+        """The resume (Kafka reads, rows from memory) is sent: every row up to `live_from` of
+        this client's filter is with it, and the queue holds what came after."""
+        self.segments = {
+            stream: encode_segment(stream, position) if position else ""
+            for stream, position in self.live_from.items()
+        }
+
+    def frame_bytes(self, frame: Frame) -> bytes:
+        if len(self.streams) == 1:
+            return frame.single  # the very bytes every other client of this stream gets
+        self.segments[frame.stream] = frame.segment
+        return frame.with_id(",".join(s for s in self.segments.values() if s))
 
     def close(self, reason: str) -> None:
         if self.closed_reason is None:
@@ -177,6 +205,8 @@ class Hub:
         state = self.streams[name]
         state.bad_records += bad
         accepted: list[Entry] = []
+        frames: list[Frame] = []
+        position = state.position
         for entry in entries:
             if entry.offset < state.position.get(entry.partition, 0):
                 continue  # a reader that reconnected re-read it
@@ -190,13 +220,16 @@ class Hub:
                 buffer = state.buffers[entry.ticker] = TickerBuffer()
             buffer.append(entry, self.settings.buffer_rows)
             accepted.append(entry)
+            position[entry.partition] = max(position.get(entry.partition, 0), entry.offset + 1)
+            if state.subscribers:  # encoded here, once, with the stream's position after it
+                frames.append(Frame(name, entry, encode_segment(name, position)))
         state.records += len(accepted)
-        for partition, position in positions.items():
-            state.position[partition] = max(state.position.get(partition, 0), position)
+        for partition, reported in positions.items():
+            position[partition] = max(position.get(partition, 0), reported)
         if state.status == "backfilling" and state.backfilled:
             state.status = "live"
-        if accepted:
-            self._fan_out(name, state, accepted)
+        if frames:
+            self._fan_out(state, frames)
 
     def _is_duplicate(self, state: StreamState, entry: Entry) -> bool:
         assert entry.event_id is not None
@@ -208,17 +241,23 @@ class Hub:
             state.first_seen.popitem(last=False)
         return False
 
-    def _fan_out(self, name: str, state: StreamState, accepted: list[Entry]) -> None:
-        for sub in list(state.subscribers):
-            wanted = [e for e in accepted if sub.wants(e.ticker)]
-            if not wanted or sub.closed_reason is not None:
-                continue
-            if len(sub.pending) + len(wanted) > sub.max_pending:
-                self.dropped_clients += 1
-                sub.close(f"client too slow: more than {sub.max_pending} events waiting")
-                continue
-            sub.pending.extend((name, e) for e in wanted)
-            sub.wakeup.set()
+    def _fan_out(self, state: StreamState, frames: list[Frame]) -> None:
+        every_ticker = tuple(state.by_ticker.get(None, ()))
+        for frame in frames:
+            ticker = frame.entry.ticker
+            if ticker == WILDCARD_TICKER:
+                targets: Iterable[Subscriber] = tuple(state.subscribers)
+            else:
+                targets = every_ticker + tuple(state.by_ticker.get(ticker, ()))
+            for sub in targets:
+                if sub.closed_reason is not None:
+                    continue
+                if len(sub.pending) >= sub.max_pending:
+                    self.dropped_clients += 1
+                    sub.close(f"client too slow: more than {sub.max_pending} events waiting")
+                    continue
+                sub.pending.append(frame)
+                sub.wakeup.set()
 
     # --- queries from the HTTP side ---
 
@@ -252,12 +291,13 @@ class Hub:
     def subscribe(
         self, names: list[str], ticker: str | None, cursor: Cursor | None
     ) -> Subscription:
-        sub = Subscriber(ticker, self.settings.client_queue)
+        sub = Subscriber(names, ticker, self.settings.client_queue)
         replay: list[ReplayRange] = []
         snapshot: list[tuple[str, Entry]] = []
         for name in names:
             state = self.streams[name]
             requested = (cursor or {}).get(name)
+            sub.live_from[name] = dict(state.position)
             if not state.position:
                 sub.positions[name] = {}
             elif requested is None:
@@ -272,6 +312,7 @@ class Hub:
                 replay.extend(replay_part)
                 snapshot.extend(snapshot_part)
             state.subscribers.add(sub)
+            state.by_ticker.setdefault(ticker, set()).add(sub)
         self.clients += 1
         return Subscription(sub, replay, snapshot)
 
@@ -319,9 +360,23 @@ class Hub:
         for state in self.streams.values():
             if sub in state.subscribers:
                 state.subscribers.discard(sub)
+                same_filter = state.by_ticker.get(sub.ticker)
+                if same_filter is not None:
+                    same_filter.discard(sub)
+                    if not same_filter:
+                        del state.by_ticker[sub.ticker]
                 removed = True
         if removed:
             self.clients -= 1
+
+    def stalled(self, timeout_s: float) -> list[Subscriber]:
+        """Clients whose current write has waited longer than timeout_s (they stopped reading)."""
+        now = time.monotonic()
+        return [
+            sub
+            for sub in {s for state in self.streams.values() for s in state.subscribers}
+            if sub.sending_since is not None and now - sub.sending_since > timeout_s
+        ]
 
     def close_all(self, reason: str) -> None:
         for state in self.streams.values():

@@ -1,6 +1,6 @@
 """The Server-Sent Events side: event encoding, the per-client generator, the response.
 
-Wire format (one event):  id: <cursor>  event: <stream name>  data: <row JSON>
+Wire format (one event):  id: <cursor>  event: <stream name>  data: <row JSON>  (gateway.frames)
 Besides rows: `ready` first (carries the starting id), `heartbeat` every interval (no id, so the
 client's last id stays), `gap` when a resume could not be served in full, `closed` before the
 gateway ends a connection on purpose.
@@ -8,15 +8,18 @@ gateway ends a connection on purpose.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
+import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
 import anyio
-from sse_starlette.sse import EventSourceResponse, SendTimeoutError, ServerSentEvent
+from sse_starlette.sse import EventSourceResponse, ServerSentEvent
 from starlette.types import Receive, Scope, Send
 
+from gateway.frames import encode_event
 from gateway.hub import Hub, ReplayRange, Subscriber, Subscription
 from gateway.kafka_io import read_range
 from gateway.rows import Entry, format_instant
@@ -29,14 +32,6 @@ MAX_EVENTS_PER_CHUNK = 500
 
 def _json(value: object) -> str:
     return json.dumps(value, separators=(",", ":"))
-
-
-def encode_event(
-    event: str, data: str, event_id: str | None = None, retry_ms: int | None = None
-) -> str:
-    head = f"id: {event_id}\n" if event_id is not None else ""
-    tail = f"retry: {retry_ms}\n" if retry_ms is not None else ""
-    return f"{head}event: {event}\ndata: {data}\n{tail}\n"
 
 
 def heartbeat() -> ServerSentEvent:
@@ -65,18 +60,21 @@ async def event_stream(
         subscription.snapshot = []
         if chunk:
             yield chunk.encode()
+        sub.go_live()
+        pending = sub.pending
         while True:
             if sub.closed_reason is not None:
                 yield encode_event("closed", _json({"reason": sub.closed_reason})).encode()
                 return
-            if not sub.pending:
+            if not pending:
                 sub.wakeup.clear()
                 await sub.wakeup.wait()
                 continue
-            count = min(len(sub.pending), MAX_EVENTS_PER_CHUNK)
-            chunk = _encode_rows(sub, [sub.pending.popleft() for _ in range(count)])
-            if chunk:
-                yield chunk.encode()
+            if len(pending) == 1:
+                yield sub.frame_bytes(pending.popleft())
+            else:  # everything waiting goes out in one write
+                count = min(len(pending), MAX_EVENTS_PER_CHUNK)
+                yield b"".join([sub.frame_bytes(pending.popleft()) for _ in range(count)])
     finally:
         hub.unsubscribe(sub)
 
@@ -117,6 +115,21 @@ async def _read_missing(hub: Hub, sub: Subscriber, missing: ReplayRange) -> str:
     return chunk + _encode_rows(sub, rows)
 
 
+async def watch_sends(hub: Hub) -> None:
+    """Drop the clients whose write has waited longer than the send timeout (they stopped reading).
+
+    sse-starlette bounds every send with its own cancel scope and timer; at 1,000 clients that
+    cost more than the write itself, so GatewayEventSource only stamps when a write began and this
+    one task, run by the lifespan, looks for stamps that are too old.
+    """
+    timeout_s = hub.settings.send_timeout_s
+    while True:
+        await asyncio.sleep(min(1.0, timeout_s / 4))
+        for sub in hub.stalled(timeout_s):
+            if sub.on_stall is not None:
+                sub.on_stall()
+
+
 class GatewayEventSource(EventSourceResponse):
     """An EventSourceResponse tied to its subscriber.
 
@@ -125,6 +138,7 @@ class GatewayEventSource(EventSourceResponse):
     - Once the subscriber is closed (too slow, shutting down), the response gets the send timeout
       to finish: a client that stopped reading never drains the last bytes, and the deadline
       then ends the response and uvicorn closes the socket.
+    - A write that waits longer than the send timeout ends the response too (see watch_sends).
     """
 
     SHUTDOWN_GRACE_S = 1.0
@@ -138,7 +152,6 @@ class GatewayEventSource(EventSourceResponse):
             content,
             ping=settings.heartbeat_s,
             ping_message_factory=heartbeat,
-            send_timeout=settings.send_timeout_s,
             sep="\n",
             headers={"Cache-Control": "no-store"},
             # Runs beside the stream in the response's own task group, cancelled with it.
@@ -151,6 +164,15 @@ class GatewayEventSource(EventSourceResponse):
         await self.shutdown.wait()
         self.subscription.subscriber.close("gateway shutting down")
 
+    async def _send_with_timeout(self, send: Send, message: dict) -> None:  # type: ignore[override]
+        # Overrides sse-starlette 3.7.0 (pinned): the timeout is enforced by watch_sends.
+        sub = self.subscription.subscriber
+        sub.sending_since = time.monotonic()
+        try:
+            await send(message)
+        finally:
+            sub.sending_since = None
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         sub = self.subscription.subscriber
         try:
@@ -161,15 +183,20 @@ class GatewayEventSource(EventSourceResponse):
                         anyio.current_time() + self.hub.settings.send_timeout_s
                     )
 
+                def on_stall() -> None:
+                    if sub.closed_reason is None:  # one closed as too slow is counted already
+                        self.hub.dropped_clients += 1
+                        log.info(
+                            "dropped an SSE client that stopped reading for %ss",
+                            self.hub.settings.send_timeout_s,
+                        )
+                    sub.close("client stopped reading")
+                    deadline_scope.cancel()
+
                 sub.on_close = on_close
+                sub.on_stall = on_stall
                 if sub.closed_reason is not None:
                     on_close()
                 await super().__call__(scope, receive, send)
-        except SendTimeoutError:
-            self.hub.dropped_clients += 1
-            log.info(
-                "dropped an SSE client that stopped reading for %ss",
-                self.hub.settings.send_timeout_s,
-            )
         finally:
             self.hub.unsubscribe(sub)

@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gateway import cursor
+from gateway import cursor, frames
 from gateway.catalog import load_catalog, spec_from_entry
-from gateway.hub import Hub, ReplayRange
+from gateway.hub import Hub, ReplayRange, Subscription
 from gateway.rows import Entry, parse_instant, to_entry
 from gateway.settings import Settings, parse_args
+from gateway.sse import event_stream
 
 SPEC = spec_from_entry(
     {
@@ -41,11 +45,74 @@ def entry(ticker: str, offset: int, partition: int = 0, event_id: str | None = N
     return parsed
 
 
+CANDLES = spec_from_entry(
+    {
+        "name": "candles",
+        "topic": "moex.candles",
+        "columns": [
+            {"name": "ticker", "type": "STRING"},
+            {"name": "ts", "type": "TIMESTAMP_LTZ(3)"},
+        ],
+    }
+)
+
+
 def hub(buffer_rows: int = 3, client_queue: int = 10) -> Hub:
     return Hub(
         Settings(bootstrap=None, buffer_rows=buffer_rows, client_queue=client_queue),
-        {"signals": SPEC},
+        {"signals": SPEC, "candles": CANDLES},
     )
+
+
+def events(chunk: bytes) -> list[dict[str, str]]:
+    """The fields of each SSE event in a chunk, as a browser's EventSource splits them."""
+    parsed = []
+    for block in chunk.decode().split("\n\n"):
+        if block:
+            parsed.append(dict(line.split(": ", 1) for line in block.split("\n")))
+    return parsed
+
+
+def ids(chunk: bytes) -> list[str]:
+    return [e["id"] for e in events(chunk)]
+
+
+def offsets(chunk: bytes) -> list[tuple[str, int]]:
+    return [(e["event"], json.loads(e["data"])["seq"]) for e in events(chunk)]
+
+
+def row(ticker: str, offset: int, partition: int, spec=SPEC) -> Entry:
+    """An entry whose JSON says where it came from (seq = offset), for checking what arrives."""
+    data = json.dumps({"ticker": ticker, "seq": offset, "event_id": f"{partition}-{offset}"})
+    parsed = to_entry(spec, partition, offset, ticker.encode(), data.encode())
+    assert parsed is not None
+    return parsed
+
+
+async def take(stream: AsyncIterator[bytes], count: int) -> list[bytes]:
+    return [await anext(stream) for _ in range(count)]
+
+
+def run_clients(
+    state_hub: Hub, subscriptions: list[Subscription], steps: list
+) -> list[list[bytes]]:
+    """Drive each client's event stream: every step is ingest arguments, then chunks per client."""
+
+    async def main() -> list[list[bytes]]:
+        streams = [event_stream(state_hub, s, s.subscriber.streams) for s in subscriptions]
+        received: list[list[bytes]] = [[] for _ in streams]
+        try:
+            for ingest_args, counts in steps:
+                if ingest_args is not None:
+                    state_hub.ingest(*ingest_args)
+                for index, count in enumerate(counts):
+                    received[index] += await take(streams[index], count)
+        finally:
+            for stream in streams:
+                await stream.aclose()
+        return received
+
+    return asyncio.run(main())
 
 
 # --- event ids ---
@@ -236,3 +303,116 @@ def test_hub_when_subscriber_queue_overflows_then_it_alone_is_closed() -> None:
     assert slow.closed_reason is not None and "slow" in slow.closed_reason and not slow.pending
     assert other.closed_reason is None and len(other.pending) == 1
     assert state_hub.dropped_clients == 1
+
+
+def test_hub_when_many_clients_get_a_row_then_it_is_encoded_once_and_the_bytes_shared(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    encoded = []
+
+    def counting(*args, **kwargs) -> str:
+        encoded.append(args)
+        return original(*args, **kwargs)
+
+    original = frames.encode_event
+    monkeypatch.setattr(frames, "encode_event", counting)
+    state_hub = hub(buffer_rows=10, client_queue=100)
+    state_hub.on_assigned("signals", {0: 0, 1: 0}, {0: 0, 1: 0})
+    subs = [state_hub.subscribe(["signals"], t, None).subscriber for t in (None, "SBER", "SBER")]
+    other = state_hub.subscribe(["signals"], "GAZP", None).subscriber
+    state_hub.ingest("signals", [row("SBER", 0, 0), row("SBER", 1, 1)], {0: 1, 1: 2})
+
+    assert len(encoded) == 2  # one per row, not one per row and client
+    first, second = subs[0].pending
+    assert all(list(s.pending) == [first, second] for s in subs) and not other.pending
+    assert subs[1].frame_bytes(first) is subs[2].frame_bytes(first)
+    assert ids(subs[0].frame_bytes(second)) == ["signals:1.2"]
+    state_hub.ingest("signals", [row("*", 2, 0)], {0: 3})  # a market-wide row: every client
+    assert all(len(s.pending) == 3 for s in subs) and len(other.pending) == 1
+
+
+def test_sse_when_resumed_then_own_ids_until_live_then_shared_frames_with_stream_positions() -> (
+    None
+):
+    state_hub = hub(buffer_rows=10, client_queue=100)
+    state_hub.on_assigned("signals", {0: 0, 1: 0}, {0: 0, 1: 0})
+    state_hub.ingest(
+        "signals",
+        [row("SBER", 0, 0), row("GAZP", 0, 1), row("SBER", 1, 1), row("GAZP", 1, 0)],
+        {0: 2, 1: 2},
+    )
+    live = state_hub.subscribe(["signals"], None, None)
+    resumed = state_hub.subscribe(["signals"], "SBER", {"signals": {0: 1, 1: 0}})
+    live_chunks, resumed_chunks = run_clients(
+        state_hub,
+        [live, resumed],
+        [
+            (None, [1, 2]),  # ready; ready and the resume from memory
+            (("signals", [row("GAZP", 2, 0)], {0: 3}), [1, 0]),
+            (("signals", [row("SBER", 2, 1)], {1: 3}), [1, 1]),
+        ],
+    )
+    assert ids(live_chunks[0]) == ["signals:2.2"] and ids(resumed_chunks[0]) == ["signals:1.0"]
+    # The resume: SBER offset 1 of partition 1, with this client's own position after it.
+    assert offsets(resumed_chunks[1]) == [("signals", 1)]
+    assert ids(resumed_chunks[1]) == ["signals:1.2"]
+    # Live: the stream's position after each row, the same bytes for both clients.
+    assert ids(live_chunks[1]) == ["signals:3.2"] and ids(live_chunks[2]) == ["signals:3.3"]
+    assert resumed_chunks[2] is live_chunks[2]
+
+    # Resuming from a live id (it counts GAZP rows too) gives exactly the SBER rows after it.
+    state_hub.ingest("signals", [row("SBER", 3, 0), row("GAZP", 3, 1)], {0: 4, 1: 4})
+    again = state_hub.subscribe(["signals"], "SBER", cursor.decode(ids(resumed_chunks[2])[-1]))
+    assert again.replay == [] and [(e.partition, e.offset) for _, e in again.snapshot] == [(0, 3)]
+
+
+def test_sse_when_one_client_has_two_streams_then_id_joins_each_streams_latest_segment() -> None:
+    state_hub = hub(buffer_rows=10, client_queue=100)
+    state_hub.on_assigned("signals", {0: 5}, {0: 5})
+    state_hub.on_assigned("candles", {0: 0, 1: 7}, {0: 0, 1: 7})
+    both = state_hub.subscribe(["signals", "candles"], None, None)
+    single = state_hub.subscribe(["candles"], None, None)
+    both_chunks, single_chunks = run_clients(
+        state_hub,
+        [both, single],
+        [
+            (None, [1, 1]),
+            (("candles", [row("SBER", 7, 1, CANDLES)], {1: 8}), [1, 1]),
+            (("signals", [row("SBER", 5, 0)], {0: 6}), [1, 0]),
+            (("candles", [row("SBER", 0, 0, CANDLES)], {0: 1}), [1, 1]),
+        ],
+    )
+    assert ids(both_chunks[0]) == ["signals:5,candles:0.7"]
+    assert [ids(c)[0] for c in both_chunks[1:]] == [
+        "signals:5,candles:0.8",
+        "signals:6,candles:0.8",
+        "signals:6,candles:1.8",
+    ]
+    assert [ids(c)[0] for c in single_chunks[1:]] == ["candles:0.8", "candles:1.8"]
+    # Only the id line differs: the event and its data are the shared frame's bytes.
+    assert both_chunks[3].endswith(single_chunks[2].split(b"\n", 1)[1])
+
+
+def test_sse_when_several_rows_wait_then_one_write_carries_them_all() -> None:
+    state_hub = hub(buffer_rows=10, client_queue=100)
+    state_hub.on_assigned("signals", {0: 0}, {0: 0})
+    live = state_hub.subscribe(["signals"], None, None)
+    (chunks,) = run_clients(
+        state_hub,
+        [live],
+        [
+            (None, [1]),
+            (("signals", [row("SBER", o, 0) for o in range(3)], {0: 3}), [1]),
+        ],
+    )
+    assert offsets(chunks[1]) == [("signals", 0), ("signals", 1), ("signals", 2)]
+    assert ids(chunks[1]) == ["signals:1", "signals:2", "signals:3"]
+
+
+def test_hub_when_a_write_waits_past_the_send_timeout_then_the_client_is_stalled() -> None:
+    state_hub = hub()
+    stuck = state_hub.subscribe(["signals"], None, None).subscriber
+    writing = state_hub.subscribe(["signals", "candles"], None, None).subscriber
+    stuck.sending_since = time.monotonic() - 5
+    writing.sending_since = time.monotonic()
+    assert state_hub.stalled(timeout_s=2) == [stuck]
