@@ -69,7 +69,7 @@ test: $(VENV) $(JARS) $(CHROMIUM) ## Run the whole test suite (real Kafka, Flink
 	$(PY) -m pytest
 
 .PHONY: test-faults
-test-faults: $(VENV) $(JARS) ## Fault-injection tests (crashes, broker restart, replays); slow, not in `make test` yet
+test-faults: $(VENV) $(JARS) ## Fault-injection tests: job kills, broker restart, producer crash, hostile input (~7 min)
 	MOEX_FAULT_TESTS=1 $(PY) -m pytest tests/test_faults_*.py
 
 .PHONY: bench

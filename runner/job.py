@@ -2,6 +2,8 @@
 
 Placeholders the runner fills in (always on one line, so error positions stay true):
     ${SOURCE:trades}   connector options of an input (Kafka topic, or a file in replay)
+    ${POSITION:trades} columns kafka_partition and kafka_offset of an input's records (Kafka
+                       metadata; NULL in replay, whose inputs are files)
     ${SINK}            connector options of the file's output (Kafka with its guarantee, or files)
     ${WATERMARK_DELAY} / ${KAFKA_BOOTSTRAP} / ${TOPIC_PREFIX}
 """
@@ -141,6 +143,13 @@ class Connectors:
             return self.s.status_idle_timeout_ms
         return self.s.idle_timeout_ms
 
+    def position(self, name: str) -> str:
+        """Where a record lies: read from Kafka's record metadata, not from the payload."""
+        return (
+            "kafka_partition INT METADATA FROM 'partition' VIRTUAL, "
+            "kafka_offset BIGINT METADATA FROM 'offset' VIRTUAL"
+        )
+
     def source(self, name: str) -> dict[str, str]:
         opts = {
             "connector": "kafka",
@@ -201,6 +210,9 @@ class FileConnectors(Connectors):
             "json.ignore-parse-errors": "true",
         }
 
+    def position(self, name: str) -> str:
+        return "kafka_partition AS CAST(NULL AS INT), kafka_offset AS CAST(NULL AS BIGINT)"
+
     def sink(self, name: str, guarantee: str) -> dict[str, str]:
         return {
             "connector": "filesystem",
@@ -224,6 +236,10 @@ def substitute(
             if arg not in INPUTS:
                 raise SqlFileError(stmt.path, stmt.line, stmt.col, f"unknown input `{arg}`")
             return _options(connectors.source(arg))
+        if key == "POSITION":
+            if arg not in INPUTS:
+                raise SqlFileError(stmt.path, stmt.line, stmt.col, f"unknown input `{arg}`")
+            return connectors.position(arg)
         if key == "SINK":
             if sink_name is None or guarantee is None:
                 raise SqlFileError(

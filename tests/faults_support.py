@@ -28,6 +28,7 @@ from typing import Any, TypeVar
 
 from stack.kafka import free_port
 from stack.topics import load_topics
+from tests.environ import clean_environ
 
 ROOT = Path(__file__).resolve().parent.parent
 T = TypeVar("T")
@@ -69,7 +70,7 @@ class Group:
     ) -> None:
         self.command = list(command)
         self.log_file = log_file
-        self.env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1", **(env or {})}
+        self.env = {**clean_environ(), "PYTHONDONTWRITEBYTECODE": "1", **(env or {})}
         self.process: subprocess.Popen | None = None
 
     def start(self) -> Group:

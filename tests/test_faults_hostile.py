@@ -1,12 +1,14 @@
 """Hostile input written straight into the job's source topics, past the producer's validation:
 malformed JSON, JSON that is not an object, wrong-typed fields, tombstones, bytes that are not
-UTF-8, a 100,000-deep nesting, a 500 KB record. The job must neither fail over nor stall, and
-the good records' candles and liquidity rows must be complete and exact.
+UTF-8, a 100,000-deep nesting, a 500 KB record. The job must neither fail over nor stall, the
+good records' candles and liquidity rows must be complete and exact, and every hostile record
+must be accounted for in input_rejects (a gap of unreadable offsets, or a row with its reason).
 """
 
 from __future__ import annotations
 
 import time
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -92,7 +94,7 @@ def test_job_when_malformed_and_wrong_typed_records_arrive_then_it_keeps_running
     }
     prefix = new_prefix("bad")
     topics = create_prefixed_topics(kafka_bootstrap, prefix)
-    job = RunnerJob(kafka_bootstrap, prefix, tmp_path / "job", only=tuple(expected))
+    job = RunnerJob(kafka_bootstrap, prefix, tmp_path / "job", only=(*expected, "input_rejects"))
     records = merged_input(session)
     # Hostile records on every partition of both inputs, at a third and at two thirds of the feed.
     hostile = [
@@ -117,8 +119,26 @@ def test_job_when_malformed_and_wrong_typed_records_arrive_then_it_keeps_running
             job.start()
             job.wait_running()
             feeder.wait_done(240)
-            for name in expected:
+            for name in (*expected, "input_rejects"):
                 tails[name] = TopicTail(kafka_bootstrap, f"{prefix}{name}")
+            inserted = len(feeder.inserts)  # each hostile list goes in this many times
+            want_rejects = Counter(
+                {
+                    (kind, partition): inserted * len(values)
+                    for kind, values in (
+                        ("trades", hostile_trades()),
+                        ("orderbook", hostile_books()),
+                    )
+                    for partition in range(3)
+                }
+            )
+
+            def rejected() -> Counter:
+                """Hostile records accounted for per (topic, partition): gaps and single rows."""
+                got: Counter = Counter()
+                for row in tails["input_rejects"].rows():
+                    got[(row["input"], row["kafka_partition"])] += row["records"]
+                return got
 
             def closed(name: str) -> list[dict]:
                 return [r for r in tails[name].rows() if end_ms(r) <= session.sentinel_ts]
@@ -127,7 +147,10 @@ def test_job_when_malformed_and_wrong_typed_records_arrive_then_it_keeps_running
                 assert job.current.running(), job.logs()
                 for tail in tails.values():
                     tail.poll(200)
-                return all(len(closed(n)) >= len(rows) for n, rows in expected.items())
+                return (
+                    all(len(closed(n)) >= len(rows) for n, rows in expected.items())
+                    and rejected() == want_rejects
+                )
 
             try:
                 wait_for(complete, 180, "the good records' candles and liquidity rows")
@@ -135,7 +158,8 @@ def test_job_when_malformed_and_wrong_typed_records_arrive_then_it_keeps_running
                 got = {n: len(closed(n)) for n in expected}
                 want = {n: len(rows) for n, rows in expected.items()}
                 raise AssertionError(
-                    f"{exc}: rows {got} of {want}\n{job.diagnosis()}\n{job.logs()}"
+                    f"{exc}: rows {got} of {want}; rejects {dict(rejected())} of "
+                    f"{dict(want_rejects)}\n{job.diagnosis()}\n{job.logs()}"
                 ) from None
             assert job.state() == "RUNNING"
             failovers = job.failovers()
@@ -145,8 +169,11 @@ def test_job_when_malformed_and_wrong_typed_records_arrive_then_it_keeps_running
                 tails[name].drain()
                 result = compare(name, rows, closed(name), ["ticker", "window_end"])
                 assert result.ok, f"{result.summary()}\n{job.diagnosis()}"
+            tails["input_rejects"].drain()
+            assert rejected() == want_rejects, (dict(rejected()), dict(want_rejects))
+            reasons = Counter(row["reason"] for row in tails["input_rejects"].rows())
             print(
-                f"\n{2 * len(hostile)} hostile records; "
+                f"\n{2 * len(hostile)} hostile records, all in input_rejects {dict(reasons)}; "
                 f"{len(expected['candles_1m'])} candles and {len(expected['liquidity_1s'])} "
                 f"liquidity rows exact; {time.monotonic() - started:.0f} s"
             )

@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 import httpx
 
 from stack.kafka import free_port
+from tests.environ import clean_environ
 
 ROOT = Path(__file__).resolve().parent.parent
 T = TypeVar("T")
@@ -123,7 +124,7 @@ class GatewayProcess:
             "--host", "127.0.0.1", "--port", str(self.port),
             "--bootstrap", bootstrap, "--catalog", str(catalog), *args,
         ]  # fmt: skip
-        self.env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1", **(env or {})}
+        self.env = {**clean_environ(), "PYTHONDONTWRITEBYTECODE": "1", **(env or {})}
         self.process: subprocess.Popen | None = None
 
     def start(self, ready_timeout_s: float = 30.0) -> GatewayProcess:

@@ -4,7 +4,6 @@ in the DLQ, an unreachable broker fails fast, SIGTERM flushes."""
 from __future__ import annotations
 
 import json
-import os
 import re
 import signal
 import subprocess
@@ -20,6 +19,7 @@ from kafka.admin import KafkaAdminClient, NewTopic
 
 from producer.cli import main
 from stack.kafka import free_port
+from tests.environ import clean_environ
 
 pytestmark = pytest.mark.kafka
 
@@ -156,7 +156,7 @@ def test_replay_iss_fixtures_when_sent_to_kafka_then_normalised_topics(
 
 
 def producer_process(*argv: str) -> subprocess.Popen[str]:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env = {**clean_environ(), "PYTHONPATH": str(ROOT)}
     return subprocess.Popen(
         [sys.executable, "-m", "producer", *argv],
         cwd=ROOT,

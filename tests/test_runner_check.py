@@ -15,6 +15,7 @@ from runner import job
 from runner.cli import main
 from runner.settings import Settings
 from stack.paths import ROOT, SQL_DIR
+from tests.environ import clean_environ
 
 
 def copy_sql(tmp_path: Path) -> Path:
@@ -47,7 +48,7 @@ def test_check_when_a_column_is_misspelt_then_exit_2_with_file_and_line(tmp_path
     sql_dir = copy_sql(tmp_path)
     broken = sql_dir / "30_rolling" / "rolling_1m.sql"
     line = break_line(broken, "SUM(volume) AS volume", "SUM(volumes) AS volume")
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env = {**clean_environ(), "PYTHONPATH": str(ROOT)}
     done = subprocess.run(
         [sys.executable, "-m", "runner", "check", "--sql-dir", str(sql_dir)],
         cwd=ROOT,
@@ -121,6 +122,7 @@ def test_load_plan_when_repository_sql_then_every_output_has_header_and_sink() -
         "signals",
         "anomalies",
         "liquidity_1s",
+        "input_rejects",
     ]
     twins = {o.name for o in plan.outputs if o.twin}
     assert twins == {"signals", "anomalies"}

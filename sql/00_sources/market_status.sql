@@ -8,6 +8,7 @@ CREATE TABLE market_status_raw (
   ticker   STRING,  -- "*" = the whole market
   ts       BIGINT,  -- event time of the change, epoch milliseconds UTC
   phase    STRING,  -- opening_auction | trading | closing_auction | closed | halted
+  ${POSITION:market_status},  -- kafka_partition, kafka_offset: where a reject lies
   status_time AS TO_TIMESTAMP_LTZ(COALESCE(ts, 0), 3),
   WATERMARK FOR status_time AS status_time - INTERVAL '${WATERMARK_DELAY}' SECOND
 ) WITH (${SOURCE:market_status});

@@ -10,13 +10,16 @@ CREATE TABLE orderbook_raw (
   seq      BIGINT,                      -- snapshot number, increases per ticker
   bids     ARRAY<ARRAY<DECIMAL(18, 6)>>, -- [[price roubles, qty lots], ...], best (highest) first
   asks     ARRAY<ARRAY<DECIMAL(18, 6)>>, -- [[price roubles, qty lots], ...], best (lowest) first
+  ${POSITION:orderbook},  -- kafka_partition, kafka_offset: where a reject lies
   book_time AS TO_TIMESTAMP_LTZ(COALESCE(ts, 0), 3),
   WATERMARK FOR book_time AS book_time - INTERVAL '${WATERMARK_DELAY}' SECOND
 ) WITH (${SOURCE:orderbook});
 
+-- A side may be empty ([]), not absent: a side of the wrong type reads as NULL.
 CREATE VIEW valid_orderbook AS
 SELECT * FROM orderbook_raw
-WHERE event_id IS NOT NULL AND ticker IS NOT NULL AND ts IS NOT NULL AND seq IS NOT NULL;
+WHERE event_id IS NOT NULL AND ticker IS NOT NULL AND ts IS NOT NULL AND seq IS NOT NULL
+  AND bids IS NOT NULL AND asks IS NOT NULL;
 
 -- Keep the first copy of each event_id, per second as for trades (copies share their ts):
 -- insert-only, state freed when the watermark passes the second. `book_second` is the rowtime

@@ -13,6 +13,7 @@ CREATE TABLE trades_raw (
   qty      BIGINT,          -- lots
   side     STRING,          -- B = buyer-initiated, S = seller-initiated
   -- A null rowtime would stop the watermark for good: records without ts are dropped below.
+  ${POSITION:trades},  -- kafka_partition, kafka_offset: where a reject lies
   trade_time AS TO_TIMESTAMP_LTZ(COALESCE(ts, 0), 3),
   WATERMARK FOR trade_time AS trade_time - INTERVAL '${WATERMARK_DELAY}' SECOND
 ) WITH (${SOURCE:trades});

@@ -241,7 +241,39 @@ def liquidity_cases() -> None:
     )
 
 
+def rejects_cases() -> None:
+    """Records that parse but lack what the job needs, one per reason, among good ones."""
+    t = Trades()
+    good = t.add("SBER", T0 + 100, 285.10, 10)
+    t.add("SBER", T0 + 400, 285.20, 5)
+    trades: list = list(t.rows)
+    trades.append({k: v for k, v in good.items() if k != "event_id"})  # missing event_id
+    trades.append({**good, "event_id": "X:T:1", "ticker": None})  # missing ticker
+    trades.append({k: v for k, v in good.items() if k != "ts"} | {"event_id": "SBER:T:2"})
+    trades.append({**good, "event_id": "SBER:T:3", "trade_id": None})
+    trades.append({**good, "event_id": "SBER:T:4", "price": -1.5})
+    trades.append({**good, "event_id": "SBER:T:5", "price": 0})
+    trades.append({k: v for k, v in good.items() if k != "qty"} | {"event_id": "SBER:T:6"})
+    trades.append({**good, "event_id": "SBER:T:7", "qty": 0})
+    trades.append("this line is not JSON")  # a gap on a topic; nothing in a file
+    books = [
+        {"event_id": "SBER:B:1", "ticker": "SBER", "ts": T0 + 200, "seq": 1,
+         "bids": [[285.0, 10]], "asks": [[285.1, 5]]},
+        {"event_id": "SBER:B:2", "ticker": "SBER", "ts": T0 + 300,
+         "bids": [[285.0, 10]], "asks": []},  # missing seq
+        {"event_id": "SBER:B:3", "ticker": "SBER", "seq": 3, "bids": [], "asks": []},  # no ts
+        {"event_id": "SBER:B:4", "ticker": "SBER", "ts": T0 + 600, "seq": 4, "asks": []},
+    ]  # fmt: skip
+    status = [
+        {"event_id": "*:S:1", "ticker": "*", "ts": T0, "phase": "trading"},
+        {"event_id": "*:S:2", "ticker": "*", "ts": T0 + 500},  # missing phase
+    ]
+    inputs = {"trades": trades, "orderbook": books, "market_status": status}
+    write_case("input_rejects", "one_per_reason", inputs, oracle.input_rejects(inputs))
+
+
 def main() -> None:
+    rejects_cases()
     candles_cases()
     rolling_cases()
     indicators_cases()
