@@ -24,19 +24,20 @@ WHERE event_id IS NOT NULL AND ticker IS NOT NULL AND ts IS NOT NULL
   AND trade_id IS NOT NULL AND price > 0 AND qty > 0;
 
 -- Keep the first copy of each event_id. A retry or replay of a trade carries the same ts, so
--- its copies fall in the same second: a window deduplication per second is exact, emits each
--- trade once the watermark passes its second (insert-only), and frees its state then. (A
+-- its copies fall in the same 100-ms slot: a window deduplication per slot is exact, emits each
+-- trade once the watermark passes its slot (insert-only), and frees its state then. (A
 -- ROW_NUMBER over all time would keep one entry per trade forever.) A copy arriving after the
--- watermark has passed its second is dropped, like any late trade.
--- Downstream windows use `trade_second` (the rowtime: last millisecond of the trade's second),
--- so they must be whole seconds; `trade_time` keeps the exact time as a plain column.
+-- watermark has passed its slot is dropped, like any late trade. The slot is short because
+-- every result waits for it: with 1-s slots an alert waited up to a second more (issue #7).
+-- Downstream windows use `trade_slot` (the rowtime: last millisecond of the trade's 100-ms
+-- slot), so they must be multiples of 100 ms; `trade_time` keeps the exact time.
 CREATE VIEW trades AS
 SELECT event_id, ticker, board, trade_id, ts, price, qty, side, trade_time,
-  window_time AS trade_second
+  window_time AS trade_slot
 FROM (
   SELECT *,
     ROW_NUMBER() OVER (
       PARTITION BY window_start, window_end, event_id ORDER BY trade_time ASC) AS copy_number
-  FROM TABLE(TUMBLE(TABLE valid_trades, DESCRIPTOR(trade_time), INTERVAL '1' SECOND))
+  FROM TABLE(TUMBLE(TABLE valid_trades, DESCRIPTOR(trade_time), INTERVAL '0.1' SECOND))
 )
 WHERE copy_number = 1;

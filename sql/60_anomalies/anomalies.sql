@@ -1,14 +1,15 @@
--- anomalies: price spikes (> 2 % within 10 s) on 1-second bars and unusual 1-minute volume.
+-- anomalies: price spikes (> 2 % within 10 s) on 100-ms bars and unusual 1-minute volume.
 -- grain: event_id
 -- topic: moex.anomalies
 -- guarantee: exactly-once
 -- twin: at-least-once
 --
--- spike_up:   a bar's high more than 2 % above the low of a bar at most 9 s earlier (bar starts),
---             so end_ts - start_ts <= 10 s; spike_down likewise from a high to a low. Prices
---             are real trades (bar lows/highs), and the earlier bar's low came before the later
---             bar's high. After a match the search resumes after its last bar, so one jump is
---             one anomaly. (On raw trades the same pattern ran at 165 rows/s; on bars it keeps up.)
+-- spike_up:   a 100-ms bar's high more than 2 % above the low of a bar less than 10 s earlier
+--             (bar starts), so end_ts - start_ts <= 10 s; spike_down likewise from a high to a
+--             low. Prices are real trades (bar lows/highs), and the earlier bar's low came
+--             before the later bar's high. After a match the search resumes after its last bar,
+--             so one jump is one anomaly. (On raw trades the same pattern ran at 165 rows/s; on
+--             bars it keeps up. 100-ms bars: an alert waits at most 0.1 s for its bar to close.)
 -- volume:     a 1-minute candle whose volume exceeds mean + 3 sigma (population) of the
 --             ticker's previous 20 candles; tested in exact integers:
 --             20 v - S > 0  and  (20 v - S)^2 > 9 (20 Q - S^2),  S, Q = sum, sum of squares.
@@ -29,24 +30,24 @@ CREATE TABLE anomalies (
 ) WITH (${SINK});
 
 CREATE VIEW price_spikes AS
-SELECT ticker, 'spike_up' AS kind, start_ts, end_ts, start_price, end_price
-FROM bars_1s
+SELECT ticker, 'spike_up' AS kind, start_ms, start_ts, end_ts, start_price, end_price
+FROM bars_100ms
 MATCH_RECOGNIZE (
   PARTITION BY ticker
   ORDER BY bar_time
-  MEASURES S.bar_start AS start_ts, E.bar_end AS end_ts, S.low AS start_price, E.high AS end_price
+  MEASURES S.start_ms AS start_ms, S.bar_start AS start_ts, E.bar_end AS end_ts, S.low AS start_price, E.high AS end_price
   ONE ROW PER MATCH
   AFTER MATCH SKIP PAST LAST ROW
   PATTERN (S M*? E) WITHIN INTERVAL '10' SECOND
   DEFINE E AS E.high > S.low * 1.02
 )
 UNION ALL
-SELECT ticker, 'spike_down' AS kind, start_ts, end_ts, start_price, end_price
-FROM bars_1s
+SELECT ticker, 'spike_down' AS kind, start_ms, start_ts, end_ts, start_price, end_price
+FROM bars_100ms
 MATCH_RECOGNIZE (
   PARTITION BY ticker
   ORDER BY bar_time
-  MEASURES S.bar_start AS start_ts, E.bar_end AS end_ts, S.high AS start_price, E.low AS end_price
+  MEASURES S.start_ms AS start_ms, S.bar_start AS start_ts, E.bar_end AS end_ts, S.high AS start_price, E.low AS end_price
   ONE ROW PER MATCH
   AFTER MATCH SKIP PAST LAST ROW
   PATTERN (S M*? E) WITHIN INTERVAL '10' SECOND
@@ -80,8 +81,7 @@ WHERE candles = 21 AND excess > 0 AND excess * excess > 9 * prior_spread;
 
 INSERT INTO anomalies
 SELECT
-  CONCAT(ticker, ':', kind, ':',
-         CAST(TIMESTAMPDIFF(SECOND, TO_TIMESTAMP_LTZ(0, 3), start_ts) * CAST(1000 AS BIGINT) AS STRING)),
+  CONCAT(ticker, ':', kind, ':', CAST(start_ms AS STRING)),
   ticker, kind, start_ts, end_ts, start_price, end_price,
   (CAST(end_price AS DOUBLE) / CAST(start_price AS DOUBLE) - 1) * 100,
   CAST(NULL AS BIGINT), CAST(NULL AS DOUBLE), CAST(NULL AS DOUBLE)

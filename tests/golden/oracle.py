@@ -25,11 +25,12 @@ PHASE_OPEN = "trading"
 
 
 def iso(ms: int) -> str:
-    """Flink's ISO-8601 JSON for a TIMESTAMP_LTZ(3): seconds, then .SSS only when needed."""
+    """Flink's ISO-8601 JSON for a TIMESTAMP_LTZ(3): seconds, then as many fraction digits as
+    needed (07:00:21.2Z, 07:00:21.25Z, 07:00:21.251Z), none for a whole second."""
     moment = datetime.fromtimestamp(ms / 1000, tz=UTC)
     text = moment.strftime("%Y-%m-%dT%H:%M:%S")
     if ms % 1000:
-        text += f".{ms % 1000:03d}"
+        text += f".{ms % 1000:03d}".rstrip("0")
     return text + "Z"
 
 
@@ -245,11 +246,11 @@ def _ms(text: str) -> int:
 
 
 def spikes(trades: list[dict], threshold: Decimal = Decimal("0.02")) -> list[dict]:
-    """MATCH_RECOGNIZE (S M*? E) WITHIN 10 s, SKIP PAST LAST ROW, per direction: scan bars in
-    order; the first bar E completing any open attempt ends a match, whose start is the
+    """MATCH_RECOGNIZE (S M*? E) WITHIN 10 s, SKIP PAST LAST ROW, per direction: scan 100-ms
+    bars in order; the first bar E completing any open attempt ends a match, whose start is the
     earliest bar S less than 10 s (bar time) before E with the condition; resume after E."""
     out = []
-    for ticker, series in by_ticker(bars(trades, 1000)).items():
+    for ticker, series in by_ticker(bars(trades, 100)).items():
         for kind in ("spike_up", "spike_down"):
             resume = 0
             for j in range(len(series)):
