@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import sys
 
@@ -9,6 +10,20 @@ import uvicorn
 
 from gateway.app import create_app
 from gateway.settings import parse_args
+
+
+def tune_gc() -> None:
+    """Keep full garbage collections from stalling every client's stream.
+
+    Each SSE client holds ~300 GC-tracked objects; at 1,000 clients a full collection stops the
+    event loop for ~0.2 s, and with the default thresholds one ran every ~8 s under fan-out load
+    (each stall delayed ~4 rows for every client). What exists at startup never becomes garbage,
+    so it is frozen out of every scan, and full collections run 10 times less often; young
+    collections are unchanged, so short-lived garbage is freed as before.
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(700, 10, 100)  # default (700, 10, 10)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -20,6 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     # kafka-python logs every reconnect attempt at WARNING/ERROR; the gateway reports them itself.
     logging.getLogger("kafka").setLevel(logging.CRITICAL)
     app = create_app(settings)
+    tune_gc()
     print(
         f"gateway: http://{settings.host}:{settings.port}/ (bootstrap {settings.bootstrap}, catalog {settings.catalog})",
         flush=True,
