@@ -46,6 +46,10 @@ CRASHES = 2
 FEED_RATE = 3000  # records a second while the job runs: ~14 s of feed for 41,000 records
 TRICKLE_RATE = 40  # records a second while it is down: the feed never stops, nor ends early
 MIN_PROGRESS = 4000  # trades a checkpoint must confirm since the previous crash
+# Records fed at FEED_RATE per start before the feed slows to a trickle: enough for MIN_PROGRESS
+# trades (~73 % of the records are trades) with a margin, so that however slowly a start gets
+# going the feed never runs out before the last crash (2 x 9,000 of 41,000 records).
+PHASE_RECORDS = 9000
 EXACTLY_ONCE = (
     "candles_1s", "candles_1m", "candles_5m", "rolling_1m", "indicators_1m", "liquidity_1s",
     "signals", "anomalies",
@@ -117,8 +121,13 @@ def test_job_when_killed_mid_stream_repeatedly_then_committed_results_equal_the_
                 if start == CRASHES + 1:
                     break
                 before = crashes[-1][1] if crashes else 0
+                phase_end = feeder.sent + PHASE_RECORDS
 
-                def progressed(base: int = base, before: int = before) -> tuple[int, int] | None:
+                def progressed(
+                    base: int = base, before: int = before, phase_end: int = phase_end
+                ) -> tuple[int, int] | None:
+                    if feeder.sent >= phase_end:
+                        feeder.rate = TRICKLE_RATE  # enough for this start: keep the rest
                     checkpoint = job.latest_checkpoint_id()
                     confirmed = committed_source_offsets(kafka_bootstrap, job.run_id, trades)
                     if checkpoint > base and confirmed >= before + MIN_PROGRESS:

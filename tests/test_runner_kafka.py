@@ -160,7 +160,9 @@ def test_live_job_when_trades_arrive_then_exactly_once_candles_a_live_alert_and_
         live = read(kafka_bootstrap, f"{prefix}anomalies_live", has_spike, timeout_s=30)
         assert has_spike(live), "no spike on the _live twin"
         spike = next(v for _, v in live if v["kind"] == "spike_up")
-        assert spike["event_id"] == f"SBER:spike_up:{T0 + 11_000}"
+        # The jump's 100-ms bar starts at 07:00:20.200; the earliest bar less than 10 s before
+        # it is 07:00:11.200 (trades fall at .250 of every second).
+        assert spike["event_id"] == f"SBER:spike_up:{T0 + 11_200}"
         committed = read(kafka_bootstrap, f"{prefix}anomalies", has_spike, timeout_s=30)
         assert [v for _, v in committed if v["kind"] == "spike_up"] == [spike]
 
