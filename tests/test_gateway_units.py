@@ -416,3 +416,49 @@ def test_hub_when_a_write_waits_past_the_send_timeout_then_the_client_is_stalled
     stuck.sending_since = time.monotonic() - 5
     writing.sending_since = time.monotonic()
     assert state_hub.stalled(timeout_s=2) == [stuck]
+
+
+def _strict_json(text: str | bytes) -> object:
+    """json.loads as a browser's JSON.parse: NaN and Infinity are not JSON."""
+
+    def refuse(name: str) -> object:
+        raise ValueError(f"{name} is not JSON")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+_json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**80), max_value=2**80)
+    | st.floats(allow_nan=True, allow_infinity=True)
+    | st.text(max_size=20),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4)
+    ),
+    max_leaves=20,
+)
+
+
+@given(st.one_of(st.none(), st.binary(max_size=300)), st.one_of(st.none(), st.binary(max_size=20)))
+def test_entry_when_any_bytes_arrive_then_skipped_or_valid_json_never_an_exception(
+    value: bytes | None, key: bytes | None
+) -> None:
+    """Whatever a Kafka record holds, decoding it never raises; what it keeps is strict JSON."""
+    entry = to_entry(SPEC, 0, 7, key, value)
+    if entry is not None:
+        assert isinstance(_strict_json(entry.data), dict)
+
+
+@given(st.dictionaries(st.text(max_size=12), _json_values, max_size=8), st.text(max_size=8))
+def test_entry_when_any_json_object_arrives_then_kept_as_strict_json_with_a_ticker(
+    row: dict, ticker: str
+) -> None:
+    """Every JSON object is delivered (NaN/Infinity become null); its ticker is a string."""
+    row = {**row, "ticker": ticker}
+    value = json.dumps(row).encode()  # Python writes NaN/Infinity as Kafka producers may
+    entry = to_entry(SPEC, 1, 9, b"KEY", value)
+    assert entry is not None
+    decoded = _strict_json(entry.data)
+    assert isinstance(decoded, dict) and decoded["ticker"] == ticker
+    assert isinstance(entry.ticker, str) and (entry.partition, entry.offset) == (1, 9)
