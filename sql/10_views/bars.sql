@@ -1,6 +1,6 @@
--- bars: OHLCV bars per ticker: 100 ms from trades, 1 s rolled up from them, 1 min from 1 s;
--- every candle, rolling window, indicator and anomaly is built on these views. The 100-ms bars
--- feed the spike alerts, which thus wait a tenth of a second for their bar, not a second.
+-- bars: OHLCV bars per ticker: 200 ms from trades, 1 s rolled up from them, 1 min from 1 s;
+-- every candle, rolling window, indicator and anomaly is built on these views. The 200-ms bars
+-- feed the spike alerts, which thus wait a fifth of a second for their bar, not a second.
 --
 -- Open and close are the prices of the first and last trade by exchange trade number, not by
 -- arrival (FIRST_VALUE/LAST_VALUE follow arrival, which is arbitrary between trades of the
@@ -10,7 +10,7 @@
 -- open is MIN over the 1-second open keys. (Every constant is a DECIMAL(38, 0): MOD with a
 -- BIGINT literal would cast the key to BIGINT and overflow.)
 
-CREATE VIEW bars_100ms AS
+CREATE VIEW bars_200ms AS
 SELECT ticker, bar_start, bar_end, bar_time, start_ms,
   CAST(MOD(open_key, CAST(1000000000000000000 AS DECIMAL(38, 0))) / 1000000 AS DECIMAL(18, 6)) AS `open`,
   high,
@@ -22,7 +22,7 @@ FROM (
     CAST(window_start AS TIMESTAMP_LTZ(3)) AS bar_start,
     CAST(window_end AS TIMESTAMP_LTZ(3)) AS bar_end,
     window_time AS bar_time,                  -- rowtime of the bar: bar_end - 1 ms
-    MIN(ts - MOD(ts, 100)) AS start_ms,       -- bar_start as epoch ms (for event ids)
+    MIN(ts - MOD(ts, 200)) AS start_ms,       -- bar_start as epoch ms (for event ids)
     MIN(CAST(trade_id AS DECIMAL(38, 0)) * 1000000000000000000
         + CAST(price * 1000000 AS DECIMAL(38, 0))) AS open_key,
     MAX(price) AS high,
@@ -32,7 +32,7 @@ FROM (
     SUM(qty) AS volume,                                   -- lots
     CAST(SUM(price * qty) AS DECIMAL(24, 6)) AS turnover, -- roubles per lot unit: sum(price * qty)
     COUNT(*) AS trades
-  FROM TABLE(TUMBLE(TABLE trades, DESCRIPTOR(trade_slot), INTERVAL '0.1' SECOND))
+  FROM TABLE(TUMBLE(TABLE trades, DESCRIPTOR(trade_slot), INTERVAL '0.2' SECOND))
   GROUP BY ticker, window_start, window_end, window_time
 );
 
@@ -55,7 +55,7 @@ FROM (
     SUM(volume) AS volume,
     CAST(SUM(turnover) AS DECIMAL(24, 6)) AS turnover,
     SUM(trades) AS trades
-  FROM TABLE(TUMBLE(TABLE bars_100ms, DESCRIPTOR(bar_time), INTERVAL '1' SECOND))
+  FROM TABLE(TUMBLE(TABLE bars_200ms, DESCRIPTOR(bar_time), INTERVAL '1' SECOND))
   GROUP BY ticker, window_start, window_end, window_time
 );
 

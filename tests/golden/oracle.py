@@ -246,11 +246,13 @@ def _ms(text: str) -> int:
 
 
 def spikes(trades: list[dict], threshold: Decimal = Decimal("0.02")) -> list[dict]:
-    """MATCH_RECOGNIZE (S M*? E) WITHIN 10 s, SKIP PAST LAST ROW, per direction: scan 100-ms
-    bars in order; the first bar E completing any open attempt ends a match, whose start is the
-    earliest bar S less than 10 s (bar time) before E with the condition; resume after E."""
+    """MATCH_RECOGNIZE (S M*? E) WITHIN 10 s, SKIP PAST LAST ROW, per direction, over 200-ms
+    bars: scan bars in order; the first bar E completing any open attempt ends a match, whose
+    start is the earliest bar S less than 10 s (bar time) before E with the condition and no
+    bar between S and E beyond S (a lower low for spike_up, a higher high for spike_down);
+    resume after E."""
     out = []
-    for ticker, series in by_ticker(bars(trades, 100)).items():
+    for ticker, series in by_ticker(bars(trades, 200)).items():
         for kind in ("spike_up", "spike_down"):
             resume = 0
             for j in range(len(series)):
@@ -261,13 +263,16 @@ def spikes(trades: list[dict], threshold: Decimal = Decimal("0.02")) -> list[dic
                     s = series[i]
                     if e.start - s.start >= 10_000:
                         continue
+                    between = series[i + 1 : j]
                     if kind == "spike_up":
+                        open_attempt = all(m.low >= s.low for m in between)
                         hit = e.high > s.low * (1 + threshold)
                         prices = (s.low, e.high)
                     else:
+                        open_attempt = all(m.high <= s.high for m in between)
                         hit = e.low < s.high * (1 - threshold)
                         prices = (s.high, e.low)
-                    if hit:
+                    if open_attempt and hit:
                         out.append(_anomaly(ticker, kind, s.start, e.end, *prices))
                         resume = j + 1
                         break
