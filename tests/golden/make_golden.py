@@ -209,6 +209,30 @@ def anomalies_cases() -> None:
         "anomalies", "spikes_and_volume", {"trades": t.rows}, oracle.anomalies(valid(t.rows))
     )
 
+    # Measured from the trough: from 100.0 the price dips to 99.0, then jumps to 102.1. That is
+    # +2.1 % from the first bar too, but the dip ended that attempt: the spike starts at 99.0
+    # (+3.1 %). For spike_down the mirror image: 105.0 up to 106.0, then down to 102.8.
+    t = Trades()
+    for offset, price in (
+        (0, 100.0),
+        (1_000, 100.5),
+        (2_000, 99.0),
+        (3_000, 100.0),
+        (4_000, 102.1),
+    ):
+        t.add("SBER", T0 + offset + 50, price, 3)
+    for offset, price in (
+        (0, 105.0),
+        (1_000, 104.5),
+        (2_000, 106.0),
+        (3_000, 105.0),
+        (4_000, 102.8),
+    ):
+        t.add("GAZP", T0 + offset + 50, price, 3)
+    write_case(
+        "anomalies", "spike_from_trough", {"trades": t.rows}, oracle.anomalies(valid(t.rows))
+    )
+
 
 def liquidity_cases() -> None:
     def book(seq: int, ts: int, bids: list, asks: list, ticker: str = "SBER") -> dict:
