@@ -52,6 +52,7 @@ from stack.kafka import free_port
 STEPS = (2_000, 5_000, 10_000, 20_000, 40_000)
 CHECKPOINT_MS = 5_000
 SPIKE_EVERY_S = 2.0
+SPIKE_BAR_MS = 200  # the bars spikes are detected on (sql/10_views/bars.sql)
 LOADGEN = Path(__file__).resolve().parent / "loadgen.py"
 
 
@@ -117,8 +118,8 @@ def slope(points: list[tuple[float, float]]) -> float:
 def alert_latencies(spikes: list[dict], rows: list[tuple[float, dict]]) -> tuple[list[float], int]:
     """ms from each spike trade's ts to the first alert row for it; and how many had none.
 
-    The alert for a spike names its ticker and kind, and ends with the spike trade's 1-second
-    bar (end_ts = the end of that bar)."""
+    The alert for a spike names its ticker and kind, and ends with the spike trade's bar
+    (end_ts = the end of that 200-ms bar: sql/60_anomalies)."""
     first_seen: dict[tuple[str, str, float], float] = {}
     for received, row in rows:
         end = instant_ms(row.get("end_ts"))
@@ -127,7 +128,7 @@ def alert_latencies(spikes: list[dict], rows: list[tuple[float, dict]]) -> tuple
             first_seen[key] = received
     latencies, missing = [], 0
     for spike in spikes:
-        bar_end = (spike["ts"] // 1000 + 1) * 1000
+        bar_end = (spike["ts"] // SPIKE_BAR_MS + 1) * SPIKE_BAR_MS
         received = first_seen.get((spike["ticker"], spike["kind"], float(bar_end)))
         if received is None:
             missing += 1

@@ -134,3 +134,17 @@ def test_make_up_when_started_then_stack_serves_and_stops_without_orphans(
         shutil.rmtree(run_dir, ignore_errors=True)
     assert supervisor.returncode == 0, log_path.read_text()
     assert not leftovers, f"processes left running after stop: {leftovers}"
+
+
+def test_components_when_make_up_then_job_gets_short_watermark_delay_unless_set(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`make up` feeds the ordered synthetic producer: a 300 ms delay, unless the user says."""
+    from stack.up import Ports, components
+
+    monkeypatch.delenv("MOEX_WATERMARK_DELAY_MS", raising=False)
+    flink = next(c for c in components(Ports(), []) if c.name == "flink")
+    assert flink.env["MOEX_WATERMARK_DELAY_MS"] == "300"
+    monkeypatch.setenv("MOEX_WATERMARK_DELAY_MS", "1500")
+    flink = next(c for c in components(Ports(), []) if c.name == "flink")
+    assert flink.env["MOEX_WATERMARK_DELAY_MS"] == "1500"
