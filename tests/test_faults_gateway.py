@@ -9,16 +9,19 @@ from __future__ import annotations
 
 import json
 import random
+import socket
 import threading
 import time
 from collections import defaultdict
 from pathlib import Path
 
+import httpx
 import pytest
 
 from tests.test_gateway_helpers import (
     GatewayProcess,
     SseClient,
+    SseEvent,
     catalog_entry,
     create_topics,
     delete_topics,
@@ -164,5 +167,145 @@ def test_gateway_when_clients_reconnect_with_last_event_id_during_a_burst_then_n
         for client in clients:
             client.close()
         producer.close(5)
+        gateway.stop()
+        delete_topics(kafka_bootstrap, [topic])
+
+
+FLOOD_ROWS = 20_000
+SLOW_CLIENTS = 150
+IDLE_CLIENTS = 50
+ROW_PAD = "x" * 900  # ~1 KB a row: the flood is ~20 MB, ~3 GB if every slow client kept it
+
+
+def _rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError(f"no VmRSS for {pid}")
+
+
+def _stalled_client(port: int, path: str) -> socket.socket:
+    """A client that asks for the stream and never reads: a frozen tab, a dead mobile link."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect(("127.0.0.1", port))
+    sock.sendall(
+        f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n\r\n".encode()
+    )
+    return sock
+
+
+def test_gateway_when_many_clients_stall_or_idle_during_a_flood_then_memory_stays_bounded(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    """150 clients that never read and 50 idle ones while ~20 MB of rows arrive: the stalled
+    ones are dropped, the idle ones stay, a reading client gets every row, /healthz answers
+    at once, and the gateway's resident memory grows by a bounded amount."""
+    from kafka import KafkaProducer
+
+    (topic,) = create_topics(kafka_bootstrap, 1)
+    catalog = tmp_path / "catalog.json"
+    catalog.write_text(json.dumps({"outputs": [catalog_entry("flood", topic)]}))
+    gateway = GatewayProcess(
+        kafka_bootstrap, catalog, tmp_path,
+        "--max-clients", "300", "--client-queue", "200", "--send-timeout", "2",
+        "--buffer-rows", "50", "--heartbeat", "1",
+    )  # fmt: skip
+    stalled: list[socket.socket] = []
+    idle: list[SseClient] = []
+    reader: SseClient | None = None
+    peak = {"rss": 0.0, "healthz_s": 0.0}
+    sampling = threading.Event()
+    producer = KafkaProducer(bootstrap_servers=kafka_bootstrap, linger_ms=20)
+    try:
+        gateway.start()
+        gateway.wait_live(["flood"])
+        assert gateway.process is not None
+        pid = gateway.process.pid
+        reader = SseClient(f"{gateway.url}/api/events?streams=flood&ticker=SBER")
+        assert reader.take(1)[0].event == "ready"
+        idle = [
+            SseClient(f"{gateway.url}/api/events?streams=flood&ticker=IDLE")
+            for _ in range(IDLE_CLIENTS)
+        ]
+        stalled = [
+            _stalled_client(gateway.port, "/api/events?streams=flood") for _ in range(SLOW_CLIENTS)
+        ]
+
+        def clients() -> int:
+            return httpx.get(f"{gateway.url}/healthz", timeout=5).json()["streams"]["flood"][
+                "clients"
+            ]
+
+        wait_for(lambda: clients() == 1 + IDLE_CLIENTS + SLOW_CLIENTS, 30, "every client in")
+        baseline = _rss_mb(pid)
+
+        def sample() -> None:
+            while not sampling.is_set():
+                peak["rss"] = max(peak["rss"], _rss_mb(pid))
+                started = time.monotonic()
+                httpx.get(f"{gateway.url}/healthz", timeout=10)
+                peak["healthz_s"] = max(peak["healthz_s"], time.monotonic() - started)
+                sampling.wait(0.2)
+
+        sampler = threading.Thread(target=sample, daemon=True)
+        sampler.start()
+        for seq in range(FLOOD_ROWS):
+            row = {"ticker": "SBER", "window_end": "2026-11-26 07:00:00.000", "seq": seq}
+            producer.send(topic, key=b"SBER", value=json.dumps({**row, "pad": ROW_PAD}).encode())
+        producer.flush(60)
+        # The reader is a plain Python client: a 20,000-row burst can outrun it, and then it
+        # too is dropped; like a browser it reconnects with the id of the last row it read.
+        rows: list[int] = []
+        last_id = ""
+        reconnects = 0
+        deadline = time.monotonic() + 120
+        while len(rows) < FLOOD_ROWS:
+            assert time.monotonic() < deadline, f"{len(rows)} of {FLOOD_ROWS} rows"
+            try:
+                (event,) = reader.take(1, timeout_s=2)
+            except AssertionError:
+                if not reader.ended.is_set():
+                    continue
+                event = SseEvent("closed", "{}", last_id)
+            if event.event == "flood":
+                rows.append(event.json()["seq"])
+                last_id = event.id
+            elif event.event == "closed":
+                reader.close()
+                reconnects += 1
+                reader = SseClient(
+                    f"{gateway.url}/api/events?streams=flood&ticker=SBER",
+                    {"Last-Event-ID": last_id},
+                )
+            else:
+                assert event.event == "ready", event
+        wait_for(lambda: clients() == 1 + IDLE_CLIENTS, 60, "the stalled clients to be dropped")
+        sampling.set()
+        sampler.join(15)
+        for client in idle:  # still connected: each gets its next heartbeat
+            assert client.take(1, timeout_s=10, skip=("ready",))[0].event == "heartbeat"
+        growth = peak["rss"] - baseline
+        print(
+            f"\n{SLOW_CLIENTS} stalled clients dropped, {IDLE_CLIENTS} idle kept, the reader "
+            f"resumed {reconnects} times; RSS "
+            f"{baseline:.0f} -> peak {peak['rss']:.0f} MiB; slowest /healthz "
+            f"{peak['healthz_s'] * 1000:.0f} ms"
+        )
+        assert rows == list(range(FLOOD_ROWS))
+        # What a stalled client can pin: its queue (200 rows, ~0.2 MB) and the write in flight
+        # to its socket; 150 of them ~60 MB at most, plus the Kafka client's fetch buffers.
+        # Unbounded, each would pin the whole 20 MB flood.
+        assert growth < 150, f"gateway RSS grew {growth:.0f} MiB during a 20 MB flood"
+        assert peak["healthz_s"] < 2.0, peak
+    finally:
+        sampling.set()
+        for sock in stalled:
+            sock.close()
+        for client in idle:
+            client.close()
+        if reader is not None:
+            reader.close()
+        producer.close(10)
         gateway.stop()
         delete_topics(kafka_bootstrap, [topic])
