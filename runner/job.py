@@ -161,8 +161,8 @@ class Connectors:
             "scan.startup.mode": self.s.startup_mode,
             "scan.watermark.idle-timeout": f"{self.idle_timeout_ms(name)} ms",
             "format": "json",
-            # A malformed record must not kill the job: it is skipped (the producer's DLQ
-            # holds what it rejected; anything written around it is counted by the view).
+            # A malformed record must not kill the job: it is skipped, and the gap it leaves in
+            # the partition's offsets is reported by sql/80_rejects/input_rejects.sql.
             "json.ignore-parse-errors": "true",
         }
         if self.s.startup_mode == "earliest-offset":
@@ -232,13 +232,11 @@ def substitute(
 ) -> str:
     def repl(match: re.Match) -> str:
         key, arg = match.group(1), match.group(2)
-        if key == "SOURCE":
+        if key in ("SOURCE", "POSITION"):
             if arg not in INPUTS:
                 raise SqlFileError(stmt.path, stmt.line, stmt.col, f"unknown input `{arg}`")
-            return _options(connectors.source(arg))
-        if key == "POSITION":
-            if arg not in INPUTS:
-                raise SqlFileError(stmt.path, stmt.line, stmt.col, f"unknown input `{arg}`")
+            if key == "SOURCE":
+                return _options(connectors.source(arg))
             return connectors.position(arg)
         if key == "SINK":
             if sink_name is None or guarantee is None:

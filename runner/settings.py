@@ -22,7 +22,7 @@ class Settings:
     # catching up a backlog, a producer or broker restart resuming partitions one by one)
     # has those records dropped as late when they come. A minute of silence on a partition in
     # a session means its tickers really stopped; tests/test_faults_idle.py proves a staggered
-    # resumption (one partition silent ~30 s while another runs ahead) loses nothing. The cost:
+    # resumption (two partitions silent ~21 s while another runs ahead) loses nothing. The cost:
     # windows of the other partitions wait up to this long when a partition's tickers all
     # stop trading while others go on (in a MOEX session: practically never).
     idle_timeout_ms: int = int(os.environ.get("MOEX_IDLE_TIMEOUT_MS", 60_000))

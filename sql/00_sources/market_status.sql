@@ -13,13 +13,24 @@ CREATE TABLE market_status_raw (
   WATERMARK FOR status_time AS status_time - INTERVAL '${WATERMARK_DELAY}' SECOND
 ) WITH (${SOURCE:market_status});
 
+-- Why a change cannot be used, or NULL when it can (as for trades).
+CREATE VIEW market_status_checked AS
+SELECT *,
+  CASE
+    WHEN event_id IS NULL THEN 'missing event_id'
+    WHEN ticker IS NULL THEN 'missing ticker'
+    WHEN ts IS NULL THEN 'missing ts'
+    WHEN phase IS NULL THEN 'missing phase'
+  END AS reject_reason
+FROM market_status_raw;
+
 CREATE VIEW market_status AS
 SELECT event_id, ticker, ts, phase, status_time
 FROM (
   SELECT *,
     ROW_NUMBER() OVER (PARTITION BY event_id ORDER BY status_time ASC) AS copy_number
-  FROM market_status_raw
-  WHERE event_id IS NOT NULL AND ticker IS NOT NULL AND ts IS NOT NULL AND phase IS NOT NULL
+  FROM market_status_checked
+  WHERE reject_reason IS NULL
 )
 WHERE copy_number = 1;
 

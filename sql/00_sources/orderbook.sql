@@ -15,11 +15,22 @@ CREATE TABLE orderbook_raw (
   WATERMARK FOR book_time AS book_time - INTERVAL '${WATERMARK_DELAY}' SECOND
 ) WITH (${SOURCE:orderbook});
 
--- A side may be empty ([]), not absent: a side of the wrong type reads as NULL.
+-- Why a snapshot cannot be used, or NULL when it can (as for trades). A side may be empty ([]),
+-- not absent: a side of the wrong type reads as NULL.
+CREATE VIEW orderbook_checked AS
+SELECT *,
+  CASE
+    WHEN event_id IS NULL THEN 'missing event_id'
+    WHEN ticker IS NULL THEN 'missing ticker'
+    WHEN ts IS NULL THEN 'missing ts'
+    WHEN seq IS NULL THEN 'missing seq'
+    WHEN bids IS NULL THEN 'bids missing or not a list of [price, qty] levels'
+    WHEN asks IS NULL THEN 'asks missing or not a list of [price, qty] levels'
+  END AS reject_reason
+FROM orderbook_raw;
+
 CREATE VIEW valid_orderbook AS
-SELECT * FROM orderbook_raw
-WHERE event_id IS NOT NULL AND ticker IS NOT NULL AND ts IS NOT NULL AND seq IS NOT NULL
-  AND bids IS NOT NULL AND asks IS NOT NULL;
+SELECT * FROM orderbook_checked WHERE reject_reason IS NULL;
 
 -- Keep the first copy of each event_id, per second as for trades (copies share their ts):
 -- insert-only, state freed when the watermark passes the second. `book_second` is the rowtime

@@ -18,10 +18,24 @@ CREATE TABLE trades_raw (
   WATERMARK FOR trade_time AS trade_time - INTERVAL '${WATERMARK_DELAY}' SECOND
 ) WITH (${SOURCE:trades});
 
+-- Why a record cannot be used, or NULL when it can: the one definition of a usable trade.
+-- valid_trades keeps the NULLs; sql/80_rejects/input_rejects.sql reports the others.
+CREATE VIEW trades_checked AS
+SELECT *,
+  CASE
+    WHEN event_id IS NULL THEN 'missing event_id'
+    WHEN ticker IS NULL THEN 'missing ticker'
+    WHEN ts IS NULL THEN 'missing ts'
+    WHEN trade_id IS NULL THEN 'missing trade_id'
+    WHEN price IS NULL THEN 'missing price'
+    WHEN price <= 0 THEN 'price is not positive'
+    WHEN qty IS NULL THEN 'missing qty'
+    WHEN qty <= 0 THEN 'qty is not positive'
+  END AS reject_reason
+FROM trades_raw;
+
 CREATE VIEW valid_trades AS
-SELECT * FROM trades_raw
-WHERE event_id IS NOT NULL AND ticker IS NOT NULL AND ts IS NOT NULL
-  AND trade_id IS NOT NULL AND price > 0 AND qty > 0;
+SELECT * FROM trades_checked WHERE reject_reason IS NULL;
 
 -- Keep the first copy of each event_id. A retry or replay of a trade carries the same ts, so
 -- its copies fall in the same 100-ms slot: a window deduplication per slot is exact, emits each

@@ -8,8 +8,8 @@
 --  * a record the JSON format cannot read (not JSON, not an object, a field of the wrong type,
 --    an empty value) is skipped by the source and leaves a gap in its partition's offsets:
 --    one row per gap, offsets first_offset..last_offset (`make consume` shows them).
---  * a record that parses but lacks what the job needs (event_id, ticker, ts, trade_id or seq,
---    bids and asks, phase; price or qty not positive): one row each, with its fields in `payload`.
+--  * a record that parses but that its source's *_checked view gives a reject_reason (a
+--    missing field, a price or qty not positive): one row each, with its fields in `payload`.
 -- Gaps are exact for topics written without transactions (the producer, kafka-python's
 -- idempotent producer); a transactional writer's commit markers also take offsets and would
 -- show as one-offset gaps. In replay the inputs are files: no offsets, no gap rows.
@@ -52,48 +52,21 @@ SELECT input, kafka_partition, first_offset, last_offset,
   CAST(NULL AS STRING), CAST(NULL AS STRING), CAST(NULL AS BIGINT), CAST(NULL AS STRING)
 FROM input_gaps
 UNION ALL
-SELECT 'trades', kafka_partition, kafka_offset, kafka_offset, 1,
-  CASE
-    WHEN event_id IS NULL THEN 'missing event_id'
-    WHEN ticker IS NULL THEN 'missing ticker'
-    WHEN ts IS NULL THEN 'missing ts'
-    WHEN trade_id IS NULL THEN 'missing trade_id'
-    WHEN price IS NULL THEN 'missing price'
-    WHEN price <= 0 THEN 'price is not positive'
-    WHEN qty IS NULL THEN 'missing qty'
-    ELSE 'qty is not positive'
-  END,
+SELECT 'trades', kafka_partition, kafka_offset, kafka_offset, 1, reject_reason,
   event_id, ticker, ts,
   JSON_OBJECT('board' VALUE board, 'trade_id' VALUE trade_id, 'price' VALUE price,
               'qty' VALUE qty, 'side' VALUE side)
-FROM trades_raw
-WHERE NOT COALESCE(event_id IS NOT NULL AND ticker IS NOT NULL AND ts IS NOT NULL
-                   AND trade_id IS NOT NULL AND price > 0 AND qty > 0, FALSE)
+FROM trades_checked
+WHERE reject_reason IS NOT NULL
 UNION ALL
-SELECT 'orderbook', kafka_partition, kafka_offset, kafka_offset, 1,
-  CASE
-    WHEN event_id IS NULL THEN 'missing event_id'
-    WHEN ticker IS NULL THEN 'missing ticker'
-    WHEN ts IS NULL THEN 'missing ts'
-    WHEN seq IS NULL THEN 'missing seq'
-    WHEN bids IS NULL THEN 'bids missing or not a list of [price, qty] levels'
-    ELSE 'asks missing or not a list of [price, qty] levels'
-  END,
+SELECT 'orderbook', kafka_partition, kafka_offset, kafka_offset, 1, reject_reason,
   event_id, ticker, ts,
   JSON_OBJECT('seq' VALUE seq, 'bid_levels' VALUE CARDINALITY(bids),
               'ask_levels' VALUE CARDINALITY(asks))
-FROM orderbook_raw
-WHERE NOT COALESCE(event_id IS NOT NULL AND ticker IS NOT NULL AND ts IS NOT NULL
-                   AND seq IS NOT NULL AND bids IS NOT NULL AND asks IS NOT NULL, FALSE)
+FROM orderbook_checked
+WHERE reject_reason IS NOT NULL
 UNION ALL
-SELECT 'market_status', kafka_partition, kafka_offset, kafka_offset, 1,
-  CASE
-    WHEN event_id IS NULL THEN 'missing event_id'
-    WHEN ticker IS NULL THEN 'missing ticker'
-    WHEN ts IS NULL THEN 'missing ts'
-    ELSE 'missing phase'
-  END,
+SELECT 'market_status', kafka_partition, kafka_offset, kafka_offset, 1, reject_reason,
   event_id, ticker, ts, JSON_OBJECT('phase' VALUE phase)
-FROM market_status_raw
-WHERE NOT COALESCE(event_id IS NOT NULL AND ticker IS NOT NULL AND ts IS NOT NULL
-                   AND phase IS NOT NULL, FALSE);
+FROM market_status_checked
+WHERE reject_reason IS NOT NULL;
