@@ -12,7 +12,6 @@ import json
 import math
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -20,18 +19,17 @@ import urllib.error
 import urllib.request
 import uuid
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from stack.kafka import free_port
 from stack.topics import load_topics
-from tests.environ import clean_environ
+from tests.processes import Group, wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
-T = TypeVar("T")
 
 # Ten of the twelve synthetic tickers: enough to spread over the three partitions of a topic.
 TICKERS = ("SBER", "GAZP", "VTBR", "LKOH", "YDEX", "GMKN", "ROSN", "NVTK", "TATN", "MGNT")
@@ -41,112 +39,7 @@ EVENING = "2026-11-26T19:05:00+03:00"
 SENTINEL_GAP_MS = 10 * 60_000  # past every window of every output (the longest is 5 min)
 
 
-def wait_for(check: Callable[[], T], timeout_s: float, what: str, every_s: float = 0.25) -> T:
-    """Poll `check` until it returns something truthy; fail naming `what` after the deadline."""
-    deadline = time.monotonic() + timeout_s
-    last_error: Exception | None = None
-    while True:
-        try:
-            value = check()
-            if value:
-                return value
-        except (OSError, ValueError, KeyError, urllib.error.URLError) as exc:
-            last_error = exc
-        if time.monotonic() >= deadline:
-            raise AssertionError(
-                f"timed out after {timeout_s:.0f} s waiting for {what} (last error: {last_error})"
-            )
-        time.sleep(every_s)
-
-
 # --- processes ------------------------------------------------------------------------------
-
-
-class Group:
-    """A command in its own session/process group, logging to a file."""
-
-    def __init__(
-        self, command: Sequence[str], log_file: Path, env: dict[str, str] | None = None
-    ) -> None:
-        self.command = list(command)
-        self.log_file = log_file
-        self.env = {**clean_environ(), "PYTHONDONTWRITEBYTECODE": "1", **(env or {})}
-        self.process: subprocess.Popen | None = None
-
-    def start(self) -> Group:
-        self.log_file.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.log_file, "ab") as log:
-            self.process = subprocess.Popen(
-                self.command,
-                cwd=ROOT,
-                env=self.env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        return self
-
-    @property
-    def pgid(self) -> int:
-        assert self.process is not None
-        return self.process.pid  # a session leader's pid is its group id
-
-    def running(self) -> bool:
-        return self.process is not None and self.process.poll() is None
-
-    def members(self) -> list[int]:
-        """Pids of the group still alive (from /proc)."""
-        if self.process is None:
-            return []
-        pids = []
-        for entry in Path("/proc").iterdir():
-            if not entry.name.isdigit():
-                continue
-            try:
-                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(fields[2]) == self.pgid and fields[0] != "Z":
-                pids.append(int(entry.name))
-        return pids
-
-    def kill(self, timeout_s: float = 30.0) -> None:
-        """SIGKILL the whole group and wait until no member is left."""
-        self._signal(signal.SIGKILL)
-        if self.process is not None:
-            self.process.wait(timeout_s)
-        wait_for(lambda: not self.members(), timeout_s, f"process group {self.pgid} to be gone")
-
-    def stop(self, timeout_s: float = 30.0) -> None:
-        """SIGTERM the group, SIGKILL what is left after the timeout; always leaves nothing."""
-        if self.process is None:
-            return
-        if self.running():
-            self._signal(signal.SIGCONT)
-            self._signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout_s)
-            except subprocess.TimeoutExpired:
-                pass
-        if self.members():
-            self._signal(signal.SIGKILL)
-        if self.process.poll() is None:
-            self.process.wait(10)
-        wait_for(lambda: not self.members(), 15, f"process group {self.pgid} to be gone")
-
-    def wait(self, timeout_s: float) -> int:
-        assert self.process is not None
-        return self.process.wait(timeout_s)
-
-    def _signal(self, signum: int) -> None:
-        try:
-            os.killpg(self.pgid, signum)
-        except ProcessLookupError:
-            pass
-
-    def log(self, tail: int = 4000) -> str:
-        text = self.log_file.read_text(errors="replace") if self.log_file.exists() else ""
-        return text[-tail:]
 
 
 # --- topics ---------------------------------------------------------------------------------
@@ -778,6 +671,19 @@ class artifacts_on_failure:
         if kind is not None:
             target = keep_artifacts(self.work, self.name)
             print(f"\nlogs kept in {target}", file=sys.stderr)
+
+
+def expected_candles_and_liquidity(session: Session) -> dict[str, list[dict]]:
+    """candles_1m and liquidity_1s of the session's records before its sentinels, computed by
+    the plain-Python oracle (tests/golden/oracle.py), never by Flink."""
+    from tests.golden import oracle
+
+    trades = [t for t in session.trades() if t["ts"] < session.sentinel_ts]
+    books = [b for b in load_jsonl(session.orderbook_file) if b["ts"] < session.sentinel_ts]
+    return {
+        "candles_1m": oracle.candles(oracle.valid_trades(trades), 60_000),
+        "liquidity_1s": oracle.liquidity_1s(books),
+    }
 
 
 def merged_input(session: Session) -> list[tuple[str, bytes, bytes]]:

@@ -18,6 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from stack.up import rss_mb
 from tests.test_gateway_helpers import (
     GatewayProcess,
     SseClient,
@@ -177,13 +178,6 @@ IDLE_CLIENTS = 50
 ROW_PAD = "x" * 900  # ~1 KB a row: the flood is ~20 MB, ~3 GB if every slow client kept it
 
 
-def _rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    raise AssertionError(f"no VmRSS for {pid}")
-
-
 def _stalled_client(port: int, path: str) -> socket.socket:
     """A client that asks for the stream and never reads: a frozen tab, a dead mobile link."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -238,11 +232,11 @@ def test_gateway_when_many_clients_stall_or_idle_during_a_flood_then_memory_stay
             ]
 
         wait_for(lambda: clients() == 1 + IDLE_CLIENTS + SLOW_CLIENTS, 30, "every client in")
-        baseline = _rss_mb(pid)
+        baseline = rss_mb(pid)
 
         def sample() -> None:
             while not sampling.is_set():
-                peak["rss"] = max(peak["rss"], _rss_mb(pid))
+                peak["rss"] = max(peak["rss"], rss_mb(pid))
                 started = time.monotonic()
                 httpx.get(f"{gateway.url}/healthz", timeout=10)
                 peak["healthz_s"] = max(peak["healthz_s"], time.monotonic() - started)

@@ -22,13 +22,12 @@ from tests.faults_support import (
     create_prefixed_topics,
     delete_topics,
     end_ms,
-    load_jsonl,
+    expected_candles_and_liquidity,
     merged_input,
     new_prefix,
     synthetic_session,
     wait_for,
 )
-from tests.golden import oracle
 
 pytestmark = [pytest.mark.kafka, pytest.mark.flink]
 
@@ -86,12 +85,7 @@ def test_job_when_malformed_and_wrong_typed_records_arrive_then_it_keeps_running
 ) -> None:
     started = time.monotonic()
     session = synthetic_session(tmp_path / "input", seed=31, trades=TRADES)
-    real_trades = [t for t in session.trades() if t["ts"] < session.sentinel_ts]
-    books = [b for b in load_jsonl(session.orderbook_file) if b["ts"] < session.sentinel_ts]
-    expected = {
-        "candles_1m": oracle.candles(oracle.valid_trades(real_trades), 60_000),
-        "liquidity_1s": oracle.liquidity_1s(books),
-    }
+    expected = expected_candles_and_liquidity(session)
     prefix = new_prefix("bad")
     topics = create_prefixed_topics(kafka_bootstrap, prefix)
     job = RunnerJob(kafka_bootstrap, prefix, tmp_path / "job", only=(*expected, "input_rejects"))

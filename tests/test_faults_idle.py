@@ -29,14 +29,13 @@ from tests.faults_support import (
     delete_topics,
     end_ms,
     end_offsets,
-    load_jsonl,
+    expected_candles_and_liquidity,
     merged_input,
     new_prefix,
     publish_lines,
     synthetic_session,
     wait_for,
 )
-from tests.golden import oracle
 
 pytestmark = [pytest.mark.kafka, pytest.mark.flink]
 
@@ -55,12 +54,7 @@ def test_job_when_input_resumes_after_a_pause_one_partition_first_then_no_record
 ) -> None:
     started = time.monotonic()
     session = synthetic_session(tmp_path / "input", seed=31, trades=TRADES)
-    real_trades = [t for t in session.trades() if t["ts"] < session.sentinel_ts]
-    books = [b for b in load_jsonl(session.orderbook_file) if b["ts"] < session.sentinel_ts]
-    expected = {
-        "candles_1m": oracle.candles(oracle.valid_trades(real_trades), 60_000),
-        "liquidity_1s": oracle.liquidity_1s(books),
-    }
+    expected = expected_candles_and_liquidity(session)
     prefix = new_prefix("idle")
     topics = create_prefixed_topics(kafka_bootstrap, prefix)
     job = RunnerJob(kafka_bootstrap, prefix, tmp_path / "job", only=tuple(expected))

@@ -6,45 +6,22 @@ No tests here; the file name keeps it among the gateway's test files.
 from __future__ import annotations
 
 import json
-import os
 import queue
-import signal
 import socket
 import subprocess
 import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import httpx
 
 from stack.kafka import free_port
-from tests.environ import clean_environ
-
-ROOT = Path(__file__).resolve().parent.parent
-T = TypeVar("T")
-
-
-def wait_for(check: Callable[[], T], timeout_s: float, what: str, every_s: float = 0.1) -> T:
-    """Poll `check` until it returns something truthy; fail with `what` after the deadline."""
-    deadline = time.monotonic() + timeout_s
-    last_error: Exception | None = None
-    while time.monotonic() < deadline:
-        try:
-            value = check()
-            if value:
-                return value
-        except (httpx.HTTPError, OSError, ValueError, KeyError) as exc:
-            last_error = exc
-        time.sleep(every_s)
-    raise AssertionError(
-        f"timed out after {timeout_s}s waiting for {what} (last error: {last_error})"
-    )
-
+from tests.processes import Group, wait_for
 
 # --- Kafka ---
 
@@ -124,19 +101,14 @@ class GatewayProcess:
             "--host", "127.0.0.1", "--port", str(self.port),
             "--bootstrap", bootstrap, "--catalog", str(catalog), *args,
         ]  # fmt: skip
-        self.env = {**clean_environ(), "PYTHONDONTWRITEBYTECODE": "1", **(env or {})}
-        self.process: subprocess.Popen | None = None
+        self.group = Group(self.command, self.log_file, env)
+
+    @property
+    def process(self) -> subprocess.Popen | None:
+        return self.group.process
 
     def start(self, ready_timeout_s: float = 30.0) -> GatewayProcess:
-        with open(self.log_file, "wb") as log:
-            self.process = subprocess.Popen(
-                self.command,
-                cwd=ROOT,
-                env=self.env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
+        self.group.start()
 
         def answering() -> bool:
             assert self.process is not None
@@ -166,19 +138,10 @@ class GatewayProcess:
         return self.log_file.read_text(errors="replace") if self.log_file.exists() else ""
 
     def signal(self, signum: int) -> None:
-        assert self.process is not None
-        os.killpg(self.process.pid, signum)
+        self.group.signal(signum)
 
     def stop(self) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        os.killpg(self.process.pid, signal.SIGCONT)  # in case a test froze it
-        os.killpg(self.process.pid, signal.SIGTERM)
-        try:
-            self.process.wait(15)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait()
+        self.group.stop(15)  # SIGCONT (a test may have frozen it), SIGTERM, then SIGKILL
 
 
 # --- an SSE client, parsing the wire format by the spec (not trusting our own encoder) ---

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import shutil
 import signal
-import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
@@ -24,6 +22,7 @@ from websockets.sync.client import ClientConnection, connect
 from gateway.sample_feed import TickerFeed, sample_catalog, sample_session
 from gateway.sample_feed import publish as publish_sample
 from stack.kafka import free_port
+from tests.processes import Group
 from tests.test_gateway_helpers import GatewayProcess, create_topics, delete_topics, wait_for
 
 pytestmark = [
@@ -99,16 +98,16 @@ class Chromium:
         self.profile = Path(tempfile.mkdtemp(prefix="moex-test-chromium-"))
         self.port = free_port()
         self.log_file = log_dir / "chromium.log"
-        with open(self.log_file, "wb") as log:
-            self.process = subprocess.Popen(
-                [
-                    CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu",
-                    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                    "--no-first-run", "--no-default-browser-check", "--window-size=1440,960",
-                    f"--user-data-dir={self.profile}", f"--remote-debugging-port={self.port}", "about:blank",
-                ],
-                stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-            )  # fmt: skip
+        self.group = Group(
+            [
+                CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu",
+                "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                "--no-first-run", "--no-default-browser-check", "--window-size=1440,960",
+                f"--user-data-dir={self.profile}", f"--remote-debugging-port={self.port}", "about:blank",
+            ],
+            self.log_file,
+        ).start()  # fmt: skip
+        self.process = self.group.process
 
     def page_websocket(self) -> str:
         def page_target() -> str | None:
@@ -122,13 +121,7 @@ class Chromium:
         return wait_for(page_target, 30, "chromium's DevTools endpoint")
 
     def close(self) -> None:
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait()
+        self.group.stop(10)  # the browser and every helper process it started
         shutil.rmtree(self.profile, ignore_errors=True)
 
 
