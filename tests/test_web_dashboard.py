@@ -106,6 +106,9 @@ class Chromium:
                 f"--user-data-dir={self.profile}", f"--remote-debugging-port={self.port}", "about:blank",
             ],
             self.log_file,
+            # Chromium leaves an org.chromium.Chromium.* folder in $TMPDIR per start: keep it in
+            # the profile, which close() removes.
+            env={"TMPDIR": str(self.profile)},
         ).start()  # fmt: skip
         self.process = self.group.process
 
