@@ -97,6 +97,14 @@ demo: $(VENV) $(JARS) ## Replay a seeded synthetic session through every indicat
 up-cluster: ## Scale-out path with Docker: 3 brokers, JobManager, 2 TaskManagers (see compose/)
 	docker compose -f compose/docker-compose.yml up -d --build
 
+SITE ?= .run/site
+.PHONY: docs
+docs: $(VENV) ## Build README.md + docs/ into a static site (SITE=.run/site; open its index.html)
+	@rm -rf .run/docs-src && mkdir -p .run/docs-src && cp -r docs/. .run/docs-src/
+	@sed -e 's#](docs/#](#g' README.md > .run/docs-src/index.md
+	.venv/bin/mkdocs build -q -f mkdocs.yml -d $(abspath $(SITE))
+	@echo "docs: $(SITE)/index.html"
+
 .PHONY: clean
 clean: ## Remove generated state (.run/); keeps the venv and jars
 	rm -rf .run
