@@ -1,0 +1,5 @@
+import sys
+
+from moex.cli import main
+
+sys.exit(main())
