@@ -15,8 +15,11 @@ part of the delay.
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 import time
 import urllib.request
+from pathlib import Path
 
 from benchmarks.common import (
     PY,
@@ -78,6 +81,26 @@ def publish(bootstrap: str, rows_per_s: float, duration_s: float, first_seq: int
     return count
 
 
+PROFILE_DIR = "MOEX_BENCH_PYSPY"  # env: a folder for py-spy profiles of the gateway under load
+
+
+def _profile(pid: int, duration_s: float, label: str) -> subprocess.Popen | None:
+    """py-spy record of the gateway (and its threads) while rows are published, if asked for."""
+    folder = os.environ.get(PROFILE_DIR)
+    if not folder:
+        return None
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    return subprocess.Popen(
+        [
+            str(Path(PY).parent / "py-spy"), "record", "--pid", str(pid), "--rate", "200",
+            "--duration", str(int(duration_s)), "--format", "raw", "--threads", "--nonblocking",
+            "--output", str(Path(folder) / f"gateway-{label}.txt"),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+
+
 def one_run(work, bootstrap: str, clients: int, duration_s: float, label: str, seq: int) -> dict:
     catalog = work / "catalog.json"
     port = free_port()
@@ -118,7 +141,10 @@ def one_run(work, bootstrap: str, clients: int, duration_s: float, label: str, s
         sampler = Sampler({"gateway": gateway.pid, "clients": client_proc.pid}, every_s=0.5)
         sampler.start()
         sampler.mark("start")
+        profiler = _profile(gateway.pid, duration_s, label)
         published = publish(bootstrap, ROWS_PER_S, duration_s, seq)
+        if profiler is not None:
+            profiler.wait(60)
         time.sleep(2.0)  # the last rows' way to every client
         sampler.mark("end")
         sampler.stop()
