@@ -157,7 +157,7 @@ class Subscriber:
                 self.write_now(shared)
                 return True
             pending.extend(items)
-            self.write_now(self.take_chunk())
+            self.write_now(self.take_chunk(len(pending)))  # all of it: the task is asleep
             return True
         pending.extend(items)
         self.wakeup.set()

@@ -10,7 +10,7 @@ import json
 from gateway.hub import Hub
 from gateway.settings import Settings
 from gateway.sse import SseResponse
-from tests.test_gateway_units import CANDLES, row
+from tests.test_gateway_units import CANDLES, SPEC, row
 
 
 class Socket:
@@ -86,5 +86,34 @@ def test_sse_response_when_client_idle_then_hub_writes_at_once_and_a_blocked_wri
         await asyncio.wait_for(task, 5)
         assert socket.ended and b"event: closed" in socket.bodies[-1]
         assert hub.clients == 0
+
+    asyncio.run(main())
+
+
+def test_sse_response_when_idle_client_on_two_streams_gets_a_big_batch_then_all_of_it_at_once() -> (
+    None
+):
+    async def main() -> None:
+        hub = Hub(
+            Settings(bootstrap=None, client_queue=1000),
+            {"candles": CANDLES, "signals": SPEC},
+        )
+        hub.on_assigned("candles", {0: 0}, {0: 0})
+        hub.on_assigned("signals", {0: 0}, {0: 0})
+        subscription = hub.subscribe(["candles", "signals"], None, None)
+        sub = subscription.subscriber
+        socket = Socket()
+        task = asyncio.create_task(
+            SseResponse(hub, subscription)({}, never_disconnect, socket.send)
+        )
+        for _ in range(100):
+            if sub.write_now is not None:
+                break
+            await asyncio.sleep(0.01)
+        assert sub.write_now is not None
+        hub.ingest("candles", [row("SBER", o, 0, CANDLES) for o in range(700)], {0: 700})
+        assert socket.seqs() == list(range(700)) and not sub.pending
+        sub.close("test over")
+        await asyncio.wait_for(task, 5)
 
     asyncio.run(main())
