@@ -248,6 +248,8 @@ def dropped_clients(port: int, workers: int) -> int:
 def run(quick: bool, repeat: int, keep: bool = False) -> Result:
     result = Result("fanout")
     sizes = SIZES[:1] if quick else SIZES
+    if only := os.environ.get("MOEX_BENCH_FANOUT_CLIENTS"):  # e.g. 1000,10000: a subset
+        sizes = tuple(size for size in sizes if str(size[0]) in only.split(","))
     duration_s = 8.0 if quick else 20.0
     runs: dict[int, list[dict]] = {size[0]: [] for size in sizes}
     raise_fd_limit()
