@@ -18,12 +18,12 @@ DESCRIPTIONS = {
     "replay": "python -m runner replay of 1 M synthetic trades (10 tickers + book): trades/s",
     "live": "runner run + gateway under stepped wall-clock load: sustained rate, latencies",
     "rss": "peak RSS of each component during the live benchmark (runs live)",
-    "fanout": "100 and 1,000 SSE clients on one gateway: delay, CPU, RSS",
+    "fanout": "SSE clients: 100 and 1,000 on one gateway process, 10,000 across 2: delay, CPU, RSS",
     "peer": "the same candles + EMA(12) job in Flink and in Quix Streams: throughput ratio",
 }
 # Repeats per benchmark (medians are reported); `--repeat` overrides. The 1 M replay and the
 # live steps are long single measurements; `make bench` stays around 20 minutes.
-DEFAULT_REPEATS = {"producer": 3, "replay": 2, "fanout": 2, "peer": 2}
+DEFAULT_REPEATS = {"producer": 3, "replay": 2, "fanout": 3, "peer": 2}
 RESULTS_DIR = ROOT / "bench-results"
 
 

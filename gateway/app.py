@@ -28,7 +28,7 @@ from gateway.hub import Hub
 from gateway.kafka_io import TopicReader
 from gateway.params import BadRequest, UnknownStream, events_query, history_query
 from gateway.settings import Settings
-from gateway.sse import GatewayEventSource, event_stream, watch_sends
+from gateway.sse import SseResponse, watch_sends
 
 log = logging.getLogger("gateway")
 
@@ -93,9 +93,8 @@ async def events(request: Request) -> Response:
         )
     if query.cursor:
         await hub.wait_assigned(query.streams, ASSIGN_WAIT_S)
-    subscription = hub.subscribe(query.streams, query.ticker, query.cursor)
-    content = event_stream(hub, subscription, query.streams)
-    return GatewayEventSource(subscription, content, hub)
+        await hub.wait_caught_up(query.cursor, ASSIGN_WAIT_S)
+    return SseResponse(hub, hub.subscribe(query.streams, query.ticker, query.cursor))
 
 
 async def healthz(request: Request) -> Response:

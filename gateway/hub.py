@@ -8,6 +8,7 @@ in one step: no row falls between them and none is delivered twice.
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable
@@ -22,6 +23,8 @@ from gateway.settings import Settings
 WILDCARD_TICKER = "*"  # a market_status row for the whole market applies to every ticker
 DEDUP_MEMORY = 100_000  # event ids remembered per at-least-once stream
 CONTACT_WINDOW_S = 15.0  # the broker counts as reachable if it answered this recently
+MAX_EVENTS_PER_WRITE = 500
+CATCH_UP_POLL_S = 0.02
 
 
 class TickerBuffer:
@@ -94,12 +97,14 @@ class Subscriber:
         self.positions: Cursor = {}
         self.live_from: Cursor = {}  # each stream's position when this client subscribed
         self.segments: dict[str, str] = {}
-        self.pending: deque[Frame] = deque()
+        self.pending: deque[Frame | bytes] = deque()  # rows, or shared bytes (heartbeats)
         self.wakeup = asyncio.Event()
         self.closed_reason: str | None = None
-        self.on_close: Callable[[], None] | None = None
         self.sending_since: float | None = None  # monotonic time the current write began
         self.on_stall: Callable[[], None] | None = None
+        # Set by the response while it waits with nothing pending: the hub then writes a batch to
+        # the socket at once, without waking the client's task (see gateway.sse.SseResponse).
+        self.write_now: Callable[[bytes], None] | None = None
 
     def wants(self, ticker: str) -> bool:
         return self.ticker is None or ticker == self.ticker or ticker == WILDCARD_TICKER
@@ -123,19 +128,47 @@ class Subscriber:
             for stream, position in self.live_from.items()
         }
 
-    def frame_bytes(self, frame: Frame) -> bytes:
+    def frame_bytes(self, frame: Frame | bytes) -> bytes:
+        if isinstance(frame, bytes):
+            return frame  # an event without an id (heartbeat): the same bytes for every client
         if len(self.streams) == 1:
             return frame.single  # the very bytes every other client of this stream gets
         self.segments[frame.stream] = frame.segment
         return frame.with_id(",".join(s for s in self.segments.values() if s))
 
+    def take_chunk(self, limit: int = MAX_EVENTS_PER_WRITE) -> bytes:
+        """Up to `limit` waiting events as the bytes of one write."""
+        pending = self.pending
+        if len(pending) == 1:
+            return self.frame_bytes(pending.popleft())
+        count = min(len(pending), limit)
+        return b"".join([self.frame_bytes(pending.popleft()) for _ in range(count)])
+
+    def offer(self, items: list[Frame] | list[bytes], shared: bytes | None) -> bool:
+        """Queue (or write at once) these events; False when that would overflow the queue.
+
+        `shared` is the bytes of `items` for a one-stream client, made once per batch and filter.
+        """
+        pending = self.pending
+        if len(pending) + len(items) > self.max_pending:
+            return False
+        if self.write_now is not None:
+            if not pending and shared is not None and len(self.streams) == 1:
+                self.write_now(shared)
+                return True
+            pending.extend(items)
+            self.write_now(self.take_chunk(len(pending)))  # all of it: the task is asleep
+            return True
+        pending.extend(items)
+        self.wakeup.set()
+        return True
+
     def close(self, reason: str) -> None:
         if self.closed_reason is None:
             self.closed_reason = reason
             self.pending.clear()
+            self.write_now = None
             self.wakeup.set()
-            if self.on_close is not None:
-                self.on_close()
 
 
 @dataclass(frozen=True)
@@ -160,6 +193,7 @@ class Hub:
         self.settings = settings
         self.streams: dict[str, StreamState] = {}
         self.clients = 0
+        self.subscribers: set[Subscriber] = set()
         self.dropped_clients = 0
         self.replay_slots = asyncio.Semaphore(2)  # concurrent Kafka reads for resuming clients
         self.add_streams(specs.values())
@@ -242,22 +276,37 @@ class Hub:
         return False
 
     def _fan_out(self, state: StreamState, frames: list[Frame]) -> None:
-        every_ticker = tuple(state.by_ticker.get(None, ()))
-        for frame in frames:
-            ticker = frame.entry.ticker
-            if ticker == WILDCARD_TICKER:
-                targets: Iterable[Subscriber] = tuple(state.subscribers)
+        """Offer a batch to its clients: each filter's rows are picked, and their bytes joined,
+        once per batch; a client waiting idle gets them in one write, at once."""
+        for ticker, clients in list(state.by_ticker.items()):
+            if ticker is None:
+                selected = frames
             else:
-                targets = every_ticker + tuple(state.by_ticker.get(ticker, ()))
-            for sub in targets:
-                if sub.closed_reason is not None:
+                selected = [
+                    f
+                    for f in frames
+                    if f.entry.ticker == ticker or f.entry.ticker == WILDCARD_TICKER
+                ]
+                if not selected:
                     continue
-                if len(sub.pending) >= sub.max_pending:
-                    self.dropped_clients += 1
-                    sub.close(f"client too slow: more than {sub.max_pending} events waiting")
-                    continue
-                sub.pending.append(frame)
-                sub.wakeup.set()
+            shared = (
+                selected[0].single if len(selected) == 1 else b"".join([f.single for f in selected])
+            )
+            self._offer(tuple(clients), selected, shared)
+
+    def _offer(
+        self, clients: Iterable[Subscriber], items: list[Frame] | list[bytes], shared: bytes
+    ) -> None:
+        for sub in clients:
+            if sub.closed_reason is not None:
+                continue
+            if not sub.offer(items, shared):
+                self.dropped_clients += 1
+                sub.close(f"client too slow: more than {sub.max_pending} events waiting")
+
+    def heartbeat(self, event: bytes) -> None:
+        """One heartbeat event (no id) to every client, in order with its rows."""
+        self._offer(tuple(self.subscribers), [event], event)
 
     # --- queries from the HTTP side ---
 
@@ -288,6 +337,26 @@ class Hub:
             except TimeoutError:
                 pass  # stream not readable yet: the client starts with whatever arrives first
 
+    async def wait_caught_up(self, cursor: Cursor, timeout_s: float) -> None:
+        """Wait (up to timeout_s) until this process has read as far as a resuming client has.
+
+        With several gateway processes a client may come back to one that is a poll behind the
+        one it left: resuming there at once would repeat rows. A position that stays ahead of
+        the stream after the wait is a recreated topic: `subscribe` then starts at its end.
+        """
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            behind = [
+                name
+                for name, wanted in cursor.items()
+                if (state := self.streams.get(name)) is not None
+                and state.position
+                and any(offset > state.position.get(p, offset) for p, offset in wanted.items())
+            ]
+            if not behind:
+                return
+            await asyncio.sleep(CATCH_UP_POLL_S)
+
     def subscribe(
         self, names: list[str], ticker: str | None, cursor: Cursor | None
     ) -> Subscription:
@@ -314,6 +383,7 @@ class Hub:
             state.subscribers.add(sub)
             state.by_ticker.setdefault(ticker, set()).add(sub)
         self.clients += 1
+        self.subscribers.add(sub)
         return Subscription(sub, replay, snapshot)
 
     def _resume(
@@ -368,20 +438,20 @@ class Hub:
                 removed = True
         if removed:
             self.clients -= 1
+        self.subscribers.discard(sub)
 
     def stalled(self, timeout_s: float) -> list[Subscriber]:
         """Clients whose current write has waited longer than timeout_s (they stopped reading)."""
         now = time.monotonic()
         return [
             sub
-            for sub in {s for state in self.streams.values() for s in state.subscribers}
+            for sub in self.subscribers
             if sub.sending_since is not None and now - sub.sending_since > timeout_s
         ]
 
     def close_all(self, reason: str) -> None:
-        for state in self.streams.values():
-            for sub in list(state.subscribers):
-                sub.close(reason)
+        for sub in list(self.subscribers):
+            sub.close(reason)
 
     def health(self) -> tuple[bool, dict]:
         now = time.monotonic()
@@ -419,6 +489,8 @@ class Hub:
                 "reachable": reachable,
                 "last_contact_s": None if last is None else round(now - last, 3),
             },
+            # Each worker process answers for itself (several may share the port).
+            "pid": os.getpid(),
             "clients": self.clients,
             "dropped_clients": self.dropped_clients,
             "streams": streams,

@@ -30,10 +30,30 @@ class Settings:
     backfill: int = 5000  # records read back per partition at start
     replay_max: int = 50000  # records read from Kafka per partition for one resume
     log_level: str = "info"
+    workers: int = 1  # processes sharing the port (SO_REUSEPORT), each reading Kafka itself
+    reuse_port: bool = False  # bind with SO_REUSEPORT (set by the supervisor for its workers)
 
 
 def _env(name: str, default: str) -> str:
     return os.environ.get(name, default)
+
+
+def auto_workers(cores: int | None = None) -> int:
+    """Half the cores: `make up` runs Kafka and the Flink job on the same machine, and they need
+    the other half (1 worker on 2 cores, 2 on 4, 4 on 8). One worker serves 1,000 clients at
+    20 rows/s in well under one core (docs/capacity.md)."""
+    if cores is None:
+        cores = len(os.sched_getaffinity(0))
+    return max(1, cores // 2)
+
+
+def _workers(text: str) -> int:
+    if text == "auto":
+        return auto_workers()
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be >= 1 or 'auto'")
+    return value
 
 
 def parse_args(argv: list[str] | None = None) -> Settings:
@@ -84,6 +104,14 @@ def parse_args(argv: list[str] | None = None) -> Settings:
         help="comma-separated origins allowed by CORS (none by default)",
     )
     add("--log-level", default=_env("GATEWAY_LOG_LEVEL", defaults.log_level))
+    add(
+        "--workers",
+        type=_workers,
+        default=_env("GATEWAY_WORKERS", str(defaults.workers)),
+        help="gateway processes sharing the port, or 'auto' (half the cores); "
+        "each reads every topic and keeps its own --max-clients",
+    )
+    add("--reuse-port", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     for name in ("heartbeat", "send_timeout"):
         if getattr(args, name) <= 0:
@@ -107,4 +135,6 @@ def parse_args(argv: list[str] | None = None) -> Settings:
         backfill=max(0, args.backfill),
         replay_max=max(1, args.replay_max),
         log_level=args.log_level,
+        workers=args.workers,
+        reuse_port=args.reuse_port or args.workers > 1,
     )

@@ -314,6 +314,9 @@ def components(ports: Ports, producer_args: list[str]) -> list[Component]:
                 str(ports.gateway),
                 "--bootstrap",
                 ports.bootstrap,
+                # Half the cores (1 on 2): Kafka and the Flink job share the machine.
+                "--workers",
+                os.environ.get("GATEWAY_WORKERS", "auto"),
             ],
             lambda: http_ok(f"http://127.0.0.1:{ports.gateway}/healthz"),
             60,

@@ -189,12 +189,25 @@ def _stalled_client(port: int, path: str) -> socket.socket:
     return sock
 
 
+def _by_worker(gateway: GatewayProcess, workers: int) -> dict[int, dict]:
+    """/healthz of every worker process sharing the port (new connections until each answered)."""
+    seen: dict[int, dict] = {}
+    for _ in range(50 * workers):
+        health = httpx.get(f"{gateway.url}/healthz", timeout=10).json()
+        seen[health["pid"]] = health
+        if len(seen) == workers:
+            return seen
+    raise AssertionError(f"only {len(seen)} of {workers} workers answered")
+
+
+@pytest.mark.parametrize("workers", [1, 2])
 def test_gateway_when_many_clients_stall_or_idle_during_a_flood_then_memory_stays_bounded(
-    kafka_bootstrap: str, tmp_path: Path
+    kafka_bootstrap: str, tmp_path: Path, workers: int
 ) -> None:
     """150 clients that never read and 50 idle ones while ~20 MB of rows arrive: the stalled
     ones are dropped, the idle ones stay, a reading client gets every row, /healthz answers
-    at once, and the gateway's resident memory grows by a bounded amount."""
+    at once, and each gateway process's resident memory grows by a bounded amount. With two
+    worker processes on one port the clients spread over both, and each worker bounds its own."""
     from kafka import KafkaProducer
 
     (topic,) = create_topics(kafka_bootstrap, 1)
@@ -203,19 +216,26 @@ def test_gateway_when_many_clients_stall_or_idle_during_a_flood_then_memory_stay
     gateway = GatewayProcess(
         kafka_bootstrap, catalog, tmp_path,
         "--max-clients", "300", "--client-queue", "200", "--send-timeout", "2",
-        "--buffer-rows", "50", "--heartbeat", "1",
+        "--buffer-rows", "50", "--heartbeat", "1", "--workers", str(workers),
     )  # fmt: skip
     stalled: list[socket.socket] = []
     idle: list[SseClient] = []
     reader: SseClient | None = None
-    peak = {"rss": 0.0, "healthz_s": 0.0}
+    peak: dict[str, float] = {"healthz_s": 0.0}
     sampling = threading.Event()
     producer = KafkaProducer(bootstrap_servers=kafka_bootstrap, linger_ms=20)
     try:
         gateway.start()
         gateway.wait_live(["flood"])
-        assert gateway.process is not None
-        pid = gateway.process.pid
+        wait_for(
+            lambda: all(
+                h["streams"]["flood"]["state"] == "live"
+                for h in _by_worker(gateway, workers).values()
+            ),
+            30,
+            "every worker live",
+        )
+        pids = sorted(_by_worker(gateway, workers))
         reader = SseClient(f"{gateway.url}/api/events?streams=flood&ticker=SBER")
         assert reader.take(1)[0].event == "ready"
         idle = [
@@ -227,16 +247,18 @@ def test_gateway_when_many_clients_stall_or_idle_during_a_flood_then_memory_stay
         ]
 
         def clients() -> int:
-            return httpx.get(f"{gateway.url}/healthz", timeout=5).json()["streams"]["flood"][
-                "clients"
-            ]
+            return sum(
+                h["streams"]["flood"]["clients"] for h in _by_worker(gateway, workers).values()
+            )
 
         wait_for(lambda: clients() == 1 + IDLE_CLIENTS + SLOW_CLIENTS, 30, "every client in")
-        baseline = rss_mb(pid)
+        baseline = {pid: rss_mb(pid) for pid in pids}
+        peak.update({f"rss {pid}": 0.0 for pid in pids})
 
         def sample() -> None:
             while not sampling.is_set():
-                peak["rss"] = max(peak["rss"], rss_mb(pid))
+                for pid in pids:
+                    peak[f"rss {pid}"] = max(peak[f"rss {pid}"], rss_mb(pid))
                 started = time.monotonic()
                 httpx.get(f"{gateway.url}/healthz", timeout=10)
                 peak["healthz_s"] = max(peak["healthz_s"], time.monotonic() - started)
@@ -279,19 +301,24 @@ def test_gateway_when_many_clients_stall_or_idle_during_a_flood_then_memory_stay
         sampler.join(15)
         for client in idle:  # still connected: each gets its next heartbeat
             assert client.take(1, timeout_s=10, skip=("ready",))[0].event == "heartbeat"
-        growth = peak["rss"] - baseline
+        growth = {pid: peak[f"rss {pid}"] - baseline[pid] for pid in pids}
+        dropped = {pid: h["dropped_clients"] for pid, h in _by_worker(gateway, workers).items()}
         print(
-            f"\n{SLOW_CLIENTS} stalled clients dropped, {IDLE_CLIENTS} idle kept, the reader "
-            f"resumed {reconnects} times; RSS "
-            f"{baseline:.0f} -> peak {peak['rss']:.0f} MiB; slowest /healthz "
+            f"\n{workers} worker(s): {SLOW_CLIENTS} stalled clients dropped {dropped}, "
+            f"{IDLE_CLIENTS} idle kept, the reader resumed {reconnects} times; RSS growth per "
+            f"worker {[round(g) for g in growth.values()]} MiB; slowest /healthz "
             f"{peak['healthz_s'] * 1000:.0f} ms"
         )
         assert rows == list(range(FLOOD_ROWS))
+        assert sum(dropped.values()) >= SLOW_CLIENTS and all(dropped.values()), dropped
         # What a stalled client can pin: its queue (200 rows, ~0.2 MB) and the write in flight
         # to its socket; 150 of them ~60 MB at most, plus the Kafka client's fetch buffers.
         # Unbounded, each would pin the whole 20 MB flood.
-        assert growth < 150, f"gateway RSS grew {growth:.0f} MiB during a 20 MB flood"
-        assert peak["healthz_s"] < 2.0, peak
+        for pid, grown in growth.items():
+            assert grown < 150, f"gateway worker {pid} RSS grew {grown:.0f} MiB in a 20 MB flood"
+        # A blocked event loop answers after the whole flood (tens of seconds); on the shared
+        # 2-core machine (load average ~40) a busy one answered within 1.8-2.5 s.
+        assert peak["healthz_s"] < 3.0, peak
     finally:
         sampling.set()
         for sock in stalled:

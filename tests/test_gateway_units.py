@@ -99,7 +99,7 @@ def run_clients(
     """Drive each client's event stream: every step is ingest arguments, then chunks per client."""
 
     async def main() -> list[list[bytes]]:
-        streams = [event_stream(state_hub, s, s.subscriber.streams) for s in subscriptions]
+        streams = [event_stream(state_hub, s) for s in subscriptions]
         received: list[list[bytes]] = [[] for _ in streams]
         try:
             for ingest_args, counts in steps:
