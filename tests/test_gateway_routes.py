@@ -25,7 +25,7 @@ with warnings.catch_warnings():
 from gateway.app import create_app
 from gateway.hub import Hub
 from gateway.rows import to_entry
-from gateway.sample_feed import sample_catalog
+from gateway.sample_feed import load as load_recording
 from gateway.settings import Settings
 
 
@@ -45,19 +45,18 @@ def feed(hub: Hub, stream: str, rows: list[dict], partition: int = 0) -> None:
     hub.ingest(stream, entries, {partition: offset + len(rows)})
 
 
+RECORDING = load_recording()
+
+
 def candle(ticker: str, minute: int) -> dict:
-    return {
-        "ticker": ticker,
-        "window_start": f"2026-11-26T07:{minute:02d}:00Z",
-        "window_end": f"2026-11-26T07:{minute + 1:02d}:00Z",
-        "close": 100.0 + minute,
-    }
+    """The ticker's `minute`-th candle of the job's recorded session."""
+    return [r for r in RECORDING.rows["candles_1m"] if r["ticker"] == ticker][minute]
 
 
 @pytest.fixture
 def base_settings(tmp_path: Path) -> Settings:
     catalog = tmp_path / "catalog.json"
-    catalog.write_text(json.dumps(sample_catalog()))
+    catalog.write_text(json.dumps(RECORDING.catalog))
     return Settings(bootstrap=None, catalog=catalog, heartbeat_s=15)
 
 
@@ -97,14 +96,7 @@ def test_static_when_plotly_and_dashboard_requested_then_served_from_this_host(
 def test_streams_when_listed_then_catalog_with_builtin_market_status(client: TestClient) -> None:
     body = client.get("/api/streams").json()
     by_name = {s["name"]: s for s in body["streams"]}
-    assert set(by_name) == {
-        "candles_1m",
-        "indicators_1m",
-        "signals",
-        "anomalies",
-        "liquidity_1s",
-        "market_status",
-    }
+    assert set(by_name) == {o["name"] for o in RECORDING.catalog["outputs"]} | {"market_status"}
     signals = by_name["signals"]
     assert (signals["topic"], signals["source_topic"], signals["dedup_key"]) == (
         "moex.signals",
@@ -112,7 +104,7 @@ def test_streams_when_listed_then_catalog_with_builtin_market_status(client: Tes
         "event_id",
     )
     assert by_name["candles_1m"]["grain"] == ["ticker", "window_end"]
-    assert {"name": "close", "type": "DECIMAL(18, 4)"} in by_name["candles_1m"]["columns"]
+    assert {"name": "close", "type": "DECIMAL(18, 6)"} in by_name["candles_1m"]["columns"]
     assert by_name["market_status"]["topic"] == "moex.market_status"
 
 
@@ -123,8 +115,8 @@ def test_history_when_rows_buffered_then_latest_of_the_ticker_in_order_with_curs
     feed(hub, "candles_1m", [candle("SBER", m) for m in range(5)], partition=1)
     feed(hub, "candles_1m", [candle("GAZP", m) for m in range(3)], partition=1)
     body = client.get("/api/streams/candles_1m?ticker=SBER&limit=2").json()
-    assert [r["close"] for r in body["rows"]] == [103.0, 104.0]
-    assert body["rows"][0]["window_start"] == "2026-11-26T07:03:00.000Z"
+    assert [r["close"] for r in body["rows"]] == [candle("SBER", m)["close"] for m in (3, 4)]
+    assert body["rows"][0]["window_start"] == candle("SBER", 3)["window_start"][:-1] + ".000Z"
     assert body["cursor"] == "candles_1m:0.8.0"
     everything = client.get("/api/streams/candles_1m?limit=5000").json()["rows"]
     assert [r["ticker"] for r in everything] == ["SBER"] * 5 + ["GAZP"] * 3
@@ -301,7 +293,7 @@ _paths = st.one_of(
 @pytest.fixture(scope="module")
 def fuzz_client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
     catalog = tmp_path_factory.mktemp("fuzz") / "catalog.json"
-    catalog.write_text(json.dumps(sample_catalog()))
+    catalog.write_text(json.dumps(RECORDING.catalog))
     # No live clients allowed: a request that passes validation answers 503 instead of streaming.
     app = create_app(Settings(bootstrap=None, catalog=catalog, max_clients=0))
     feed(app.state.hub, "candles_1m", [candle("SBER", m) for m in range(3)])

@@ -19,8 +19,9 @@ import httpx
 import pytest
 from websockets.sync.client import ClientConnection, connect
 
-from gateway.sample_feed import TickerFeed, sample_catalog, sample_session
-from gateway.sample_feed import publish as publish_sample
+from gateway.sample_feed import load as load_recording
+from gateway.sample_feed import publish as publish_recorded
+from gateway.sample_feed import split_at
 from stack.kafka import free_port
 from tests.processes import Group
 from tests.test_gateway_helpers import GatewayProcess, create_topics, delete_topics, wait_for
@@ -54,6 +55,8 @@ class Page:
         self.ws = ws
         self.next_id = 0
         self.errors: list[str] = []
+        self.requests: list[str] = []  # URLs the page requested (with the Network domain on)
+        self.last_state: dict = {}  # the last state a wait looked at, for failure messages
 
     def send(self, method: str, timeout_s: float = 20.0, **params: Any) -> dict:
         self.next_id += 1
@@ -70,7 +73,9 @@ class Page:
 
     def _note(self, message: dict) -> None:
         method, params = message.get("method"), message.get("params", {})
-        if method == "Runtime.exceptionThrown":
+        if method == "Network.requestWillBeSent":
+            self.requests.append(params["request"]["url"])
+        elif method == "Runtime.exceptionThrown":
             details = params["exceptionDetails"]
             self.errors.append(
                 f"exception: {details.get('exception', {}).get('description') or details.get('text')}"
@@ -128,36 +133,56 @@ class Chromium:
         shutil.rmtree(self.profile, ignore_errors=True)
 
 
+HELD_MINUTES = 1  # the recorded session's last minute, sent by the tests as "live" rows (the
+# per-second streams are recorded for the last 90 s only: most of them stay in the history)
+
+
 @dataclass
 class Feed:
-    """Topics filled with a sample session, the catalog naming them, and the generators to go on."""
+    """Topics filled with the job's recorded rows up to now, and the minutes held back."""
 
     catalog_file: Path
     catalog: dict
-    feeds: dict[str, TickerFeed]
     bootstrap: str
+    published: dict[str, list[dict]]
+    held: dict[str, list[dict]]
 
-    def publish_next_minute(self, ticker: str, minute: datetime) -> None:
-        step = self.feeds[ticker].step(minute)
-        publish_sample(
-            self.bootstrap, self.catalog, {s: step[s] for s in ("candles_1m", "indicators_1m")}
+    def count(self, stream: str, ticker: str) -> int:
+        return sum(1 for row in self.published.get(stream, []) if row["ticker"] == ticker)
+
+    def publish_next_minute(self, ticker: str) -> None:
+        """The ticker's next recorded candle and its indicator row."""
+        candle = min(
+            (r for r in self.held["candles_1m"] if r["ticker"] == ticker),
+            key=lambda r: r["window_end"],
         )
+        step = {
+            stream: [
+                r
+                for r in self.held[stream]
+                if r["ticker"] == ticker and r["window_end"] == candle["window_end"]
+            ]
+            for stream in ("candles_1m", "indicators_1m")
+        }
+        for stream, rows in step.items():
+            self.held[stream] = [r for r in self.held[stream] if r not in rows]
+            self.published[stream] += rows
+        publish_recorded(self.bootstrap, self.catalog, step)
 
 
 @pytest.fixture(scope="module")
 def sample_feed(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Feed]:
     topics = dict(zip(TOPIC_KEYS, create_topics(kafka_bootstrap, len(TOPIC_KEYS)), strict=True))
-    catalog = sample_catalog(topics)
-    catalog["outputs"].append(
-        {"name": "market_status", "topic": topics["market_status"], "live_topic": None, "guarantee": "at-least-once",
-         "dedup_key": "event_id", "grain": ["event_id"], "description": "market phase", "columns": []}
-    )  # fmt: skip
+    recording = load_recording()
+    catalog = recording.catalog_for(topics)
     catalog_file = tmp_path_factory.mktemp("dashboard") / "catalog.json"
     catalog_file.write_text(json.dumps(catalog))
-    rows, feeds = sample_session(["SBER", "GAZP"], minutes=180, end=datetime.now(UTC), seed=11)
-    publish_sample(kafka_bootstrap, catalog, rows)
+    now = datetime.now(UTC)
+    rows = recording.shifted(now + timedelta(minutes=HELD_MINUTES))
+    published, held = split_at(rows, int(now.timestamp() * 1000))
+    publish_recorded(kafka_bootstrap, catalog, published)
     try:
-        yield Feed(catalog_file, catalog, feeds, kafka_bootstrap)
+        yield Feed(catalog_file, catalog, kafka_bootstrap, published, held)
     finally:
         delete_topics(kafka_bootstrap, list(topics.values()))
 
@@ -186,26 +211,37 @@ def chromium(test_output_dir: Path) -> Iterator[Chromium]:
 
 
 @contextmanager
-def dashboard(chromium: Chromium, url: str) -> Iterator[Page]:
+def dashboard(chromium: Chromium, url: str, accept_language: str | None = None) -> Iterator[Page]:
     with connect(chromium.page_websocket(), max_size=None, open_timeout=10) as ws:
         page = Page(ws)
-        for domain in ("Runtime", "Log", "Page"):
+        for domain in ("Runtime", "Log", "Page", "Network"):
             page.send(f"{domain}.enable")
+        if accept_language:
+            page.send("Network.setExtraHTTPHeaders", headers={"Accept-Language": accept_language})
         page.send("Page.navigate", url=url)
         yield page
 
 
-def drawn(page: Page) -> dict | None:
-    state = page.state()
+def drawn(page: Page, feed: Feed, ticker: str) -> dict | None:
+    """The page's state once it shows every recorded row of `ticker` sent so far."""
+    state = page.last_state = page.state()
     ready = (
         state.get("connection") == "live"
-        and state.get("candles", 0) >= 150
-        and state.get("indicators", 0) >= 150
+        and state.get("candles", 0) == feed.count("candles_1m", ticker) > 20
+        and state.get("indicators", 0) == feed.count("indicators_1m", ticker)
         and state.get("liquidity") == 1
         and state.get("feed", 0) > 0
         and "trading" in state.get("phase", "")
     )
     return state if ready else None
+
+
+def wait_drawn(page: Page, feed: Feed, ticker: str, what: str) -> dict:
+    try:
+        return wait_for(lambda: drawn(page, feed, ticker), 30, what, every_s=0.1)
+    except AssertionError as exc:
+        want = {s: feed.count(s, ticker) for s in ("candles_1m", "indicators_1m")}
+        raise AssertionError(f"{exc}; page state {page.last_state}; sent {want}") from None
 
 
 def connection_text(page: Page) -> str:
@@ -219,17 +255,13 @@ def test_dashboard_when_loaded_against_live_gateway_then_draws_everything_and_go
     try:
         navigated = time.monotonic()
         with dashboard(chromium, f"{gateway.url}/?ticker=SBER") as page:
-            state = wait_for(
-                lambda: drawn(page), 30, "the page to draw history and go live", every_s=0.1
-            )
+            state = wait_drawn(page, sample_feed, "SBER", "the page to draw history and go live")
             load_s = time.monotonic() - navigated
             assert state["ticker"] == "SBER"
             assert connection_text(page) == "live"
 
             # A row published now reaches the chart through the page's one EventSource.
-            sample_feed.publish_next_minute(
-                "SBER", datetime.now(UTC).replace(second=0, microsecond=0) + timedelta(minutes=1)
-            )
+            sample_feed.publish_next_minute("SBER")
             wait_for(
                 lambda: page.state()["candles"] == state["candles"] + 1,
                 15,
@@ -255,7 +287,7 @@ def test_dashboard_when_gateway_freezes_then_restarts_then_stale_reconnecting_li
     gateway = start_gateway(sample_feed)
     try:
         with dashboard(chromium, f"{gateway.url}/?ticker=GAZP") as page:
-            wait_for(lambda: drawn(page), 30, "the page to go live")
+            wait_drawn(page, sample_feed, "GAZP", "the page to go live")
             # Frozen: the connection stays open but nothing arrives, not even a heartbeat.
             gateway.signal(signal.SIGSTOP)
             wait_for(
@@ -283,9 +315,7 @@ def test_dashboard_when_gateway_freezes_then_restarts_then_stale_reconnecting_li
             wait_for(
                 lambda: connection_text(page) == "live", 15, "'live' after the restart", every_s=0.2
             )
-            sample_feed.publish_next_minute(
-                "GAZP", datetime.now(UTC).replace(second=0, microsecond=0) + timedelta(minutes=1)
-            )
+            sample_feed.publish_next_minute("GAZP")
             wanted = before["events"] + 2  # the candle and its indicator row
             wait_for(lambda: page.state()["events"] >= wanted, 15, "the next candle and indicators")
             # Nothing was sent twice: watch for a while that no other row arrives.

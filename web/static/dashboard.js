@@ -28,6 +28,7 @@
     chart: $("chart"), spreadChart: $("spread-chart"), feed: $("feed"), notice: $("notice"),
   };
 
+  let columns = {};     // stream -> the columns the page reads (static/columns.json)
   let available = [];   // stream names this gateway serves, among HISTORY's
   let generation = 0;   // bumps on ticker change; late answers for an old ticker are dropped
   let source = null;    // the EventSource
@@ -102,10 +103,10 @@
       const kind = String(row.kind ?? "signal");
       if (!isFinite(t)) return;
       if (kind === "golden_cross" || kind === "death_cross") {
-        addMarker({ t: candleStart(t), y: row.price ?? closeAt(candleStart(t)), kind });
+        addMarker({ t: candleStart(t), y: row.close ?? closeAt(candleStart(t)), kind });
       }
       const parts = [];
-      if (row.price != null) parts.push(`₽${num(row.price)}`);
+      if (row.close != null) parts.push(`₽${num(row.close)}`);
       if (row.rsi_14 != null) parts.push(`RSI ${num(row.rsi_14, 1)}`);
       if (kind.endsWith("cross") && row.ema_12 != null) parts.push(`EMA12 ${num(row.ema_12)}`);
       addFeed({ t, kind, text: parts.join(" · ") });
@@ -158,10 +159,28 @@
     data.dirty.feed = true;
   }
 
+  // Only the columns web/static/columns.json declares reach the handlers: that file is the
+  // page's schema, checked against the job's catalog by tests/test_web_columns.py.
+  function pick(stream, row) {
+    const picked = {};
+    for (const column of columns[stream] || []) picked[column] = row[column];
+    return picked;
+  }
+
+  function missingColumns(catalog) {
+    const missing = [];
+    for (const spec of catalog) {
+      const have = new Set(spec.columns.map((c) => c.name));
+      if (have.size === 0) continue;  // a catalog without types lists no columns
+      for (const column of columns[spec.name] || []) if (!have.has(column)) missing.push(`${spec.name}.${column}`);
+    }
+    return missing;
+  }
+
   function applyRow(stream, row) {
     const handler = apply[stream];
     if (!handler || row == null || typeof row !== "object") return;
-    handler(row);
+    handler(pick(stream, row));
     scheduleRender();
   }
 
@@ -453,7 +472,10 @@
   async function boot() {
     publishState();
     try {
+      columns = (await getJson("static/columns.json")).streams;
       const { streams } = await getJson("api/streams");
+      const missing = missingColumns(streams);
+      if (missing.length) console.warn(`the job's catalog lacks columns this page reads: ${missing.join(", ")}`);
       const served = new Set(streams.map((s) => s.name));
       available = Object.keys(HISTORY).filter((name) => served.has(name));
       const ticker = await loadTickers();
