@@ -70,26 +70,75 @@ def hub_of(client: TestClient) -> Hub:
     return client.app.state.hub  # type: ignore[attr-defined]
 
 
-def test_index_when_requested_then_page_with_connection_indicator_and_local_plotly(
+def test_pages_when_requested_then_overview_at_root_and_ticker_page_at_its_own_url(
     client: TestClient,
 ) -> None:
-    page = client.get("/")
+    overview = client.get("/")
+    assert overview.status_code == 200
+    assert 'id="connection"' in overview.text and 'id="rows"' in overview.text
+    assert '<base href="./">' in overview.text
+    assert 'data-heartbeat-s="15' in overview.text
+    assert "default-src 'self'" in overview.headers["content-security-policy"]
+    page = client.get("/ticker/SBER")
     assert page.status_code == 200
-    assert 'id="connection"' in page.text
+    assert '<base href="../">' in page.text and "<title>MOEX live — SBER</title>" in page.text
     assert 'src="static/plotly.min.js"' in page.text and "cdn" not in page.text.lower()
-    assert 'data-heartbeat-s="15' in page.text
     assert "default-src 'self'" in page.headers["content-security-policy"]
 
 
-def test_static_when_plotly_and_dashboard_requested_then_served_from_this_host(
+def test_pages_when_old_address_or_bad_ticker_then_redirect_or_422(client: TestClient) -> None:
+    moved = client.get("/?ticker=GAZP", follow_redirects=False)
+    assert moved.status_code == 307 and moved.headers["location"] == "ticker/GAZP"
+    assert client.get("/?ticker=gazp").status_code == 422
+    assert client.get("/ticker/sber").status_code == 422
+    assert client.get("/ticker/SBER/extra").status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("accept_language", "cookie", "lang"),
+    [
+        (None, None, "en"),
+        ("ru-RU,ru;q=0.9,en-US;q=0.8,en;q=0.7", None, "ru"),
+        ("en-US,en;q=0.9,ru;q=0.8", None, "en"),
+        ("de-DE,de;q=0.9,ru;q=0.5", None, "ru"),
+        ("fr", None, "en"),
+        ("ru;q=oops, en;q=0.2", None, "en"),
+        ("ru-RU", "en", "en"),
+        (None, "ru", "ru"),
+        ("ru", "xx", "ru"),
+    ],
+)
+def test_pages_when_language_preferred_then_html_lang_follows_cookie_then_accept_language(
+    client: TestClient, accept_language: str | None, cookie: str | None, lang: str
+) -> None:
+    headers = {"Accept-Language": accept_language} if accept_language else {}
+    if cookie:
+        client.cookies.set("lang", cookie)
+    try:
+        for path in ("/", "/ticker/SBER"):
+            page = client.get(path, headers=headers)
+            assert f'<html lang="{lang}">' in page.text, path
+            assert "Accept-Language" in page.headers["vary"]
+    finally:
+        client.cookies.clear()
+
+
+def test_static_when_plotly_and_page_scripts_requested_then_served_from_this_host(
     client: TestClient,
 ) -> None:
     plotly_js = client.get("/static/plotly.min.js")
     assert plotly_js.status_code == 200
     assert plotly_js.headers["content-type"].startswith("text/javascript")
     assert "plotly.js v" in plotly_js.text[:200]
-    assert client.get("/static/dashboard.js").status_code == 200
-    assert client.get("/static/dashboard.css").status_code == 200
+    for name in (
+        "i18n.js",
+        "common.js",
+        "overview.js",
+        "ticker.js",
+        "dashboard.css",
+        "columns.json",
+    ):
+        assert client.get(f"/static/{name}").status_code == 200, name
     assert client.get("/static/../gateway/app.py").status_code == 404
 
 
