@@ -325,7 +325,10 @@ def test_dashboard_when_gateway_freezes_then_restarts_then_stale_reconnecting_li
             watch_until = time.monotonic() + 1.5
             while time.monotonic() < watch_until:
                 state = page.state()
-                assert state["events"] == wanted, (before, state)
+                assert state["events"] == wanted, [
+                    (s["eventsByStream"], s["lastEventId"], s["events"], s["candles"])
+                    for s in (before, state)
+                ]
                 assert state["candles"] == before["candles"] + 1
                 time.sleep(0.1)  # poll interval
             # While the gateway was down the browser reported the refused connections; nothing else.
@@ -465,7 +468,7 @@ def test_overview_when_a_row_is_clicked_then_the_tickers_page_opens_at_its_own_u
 
 
 def test_overview_when_a_spike_reaches_kafka_then_highlighted_within_2s_with_a_link_to_its_candle(
-    sample_feed: Feed, chromium: Chromium
+    sample_feed: Feed, chromium: Chromium, test_output_dir: Path
 ) -> None:
     recording = load_recording()
     spike = next(r for r in recording.rows["anomalies"] if r["kind"].startswith("spike"))
@@ -489,6 +492,9 @@ def test_overview_when_a_spike_reaches_kafka_then_highlighted_within_2s_with_a_l
 
             alert = wait_for(alerted, 10, "the spike on the overview", every_s=0.05)
             latency_ms = alert["arrivedAt"] - in_kafka_ms
+            (test_output_dir / "overview-spike.json").write_text(
+                json.dumps({"kafka_to_overview_ms": round(latency_ms)})
+            )
             assert latency_ms < 2000, f"spike shown {latency_ms:.0f} ms after reaching Kafka"
             row = next(r for r in page.state()["tickers"] if r["ticker"] == spike["ticker"])
             assert row["flash"] and row["event_kind"] == spike["kind"]
@@ -505,6 +511,8 @@ def test_overview_when_a_spike_reaches_kafka_then_highlighted_within_2s_with_a_l
             assert alert["href"] == f"ticker/{spike['ticker']}?at=" + candle_iso.replace(
                 "+00:00", "Z"
             ).replace(":", "%3A")
+            shot = page.send("Page.captureScreenshot", format="png")
+            (test_output_dir / "overview-alert.png").write_bytes(base64.b64decode(shot["data"]))
             # The link opens that candle on the ticker page.
             page.evaluate("document.querySelector('#alerts a').click()")
             state = wait_for(
@@ -514,6 +522,9 @@ def test_overview_when_a_spike_reaches_kafka_then_highlighted_within_2s_with_a_l
             )
             assert state["ticker"] == spike["ticker"]
             assert state["focus"] == candle_iso.replace("+00:00", "Z")
+            wait_for(lambda: page.state().get("candles", 0) > 20, 30, "the candles drawn")
+            shot = page.send("Page.captureScreenshot", format="png")
+            (test_output_dir / "ticker-focus.png").write_bytes(base64.b64decode(shot["data"]))
             assert page.errors == []
     finally:
         gateway.stop()
