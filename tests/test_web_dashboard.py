@@ -330,7 +330,7 @@ def test_dashboard_when_gateway_freezes_then_restarts_then_stale_reconnecting_li
             while time.monotonic() < watch_until:
                 state = page.state()
                 assert state["events"] == wanted, [
-                    (s["eventsByStream"], s["lastEventId"], s["events"], s["candles"])
+                    (s["eventsByStream"], s["events"], s["candles"], s["lastEventId"])
                     for s in (before, state)
                 ]
                 assert state["candles"] == before["candles"] + 1
