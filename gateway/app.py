@@ -17,7 +17,7 @@ from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
-from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.responses import FileResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
@@ -26,7 +26,15 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from gateway.catalog import load_catalog
 from gateway.hub import Hub
 from gateway.kafka_io import TopicReader
-from gateway.params import BadRequest, UnknownStream, events_query, history_query
+from gateway.params import (
+    BadRequest,
+    UnknownStream,
+    events_query,
+    history_query,
+    old_page_ticker,
+    page_language,
+    page_ticker,
+)
 from gateway.settings import Settings
 from gateway.sse import SseResponse, watch_sends
 
@@ -50,10 +58,27 @@ def _rows_json(rows: list[str]) -> str:
 # --- handlers ---
 
 
-async def index(request: Request) -> Response:
+def _page(request: Request, template: str, base: str, **context: object) -> Response:
     settings: Settings = request.app.state.settings
-    context = {"heartbeat_s": settings.heartbeat_s}
-    return templates.TemplateResponse(request, "index.html", context, headers=_PAGE_HEADERS)
+    context = {
+        "heartbeat_s": settings.heartbeat_s,
+        "lang": page_language(request),
+        "base": base,  # pages use relative URLs: they work behind a path prefix too
+        **context,
+    }
+    headers = {**_PAGE_HEADERS, "Vary": "Accept-Language, Cookie"}
+    return templates.TemplateResponse(request, template, context, headers=headers)
+
+
+async def overview(request: Request) -> Response:
+    ticker = old_page_ticker(request)
+    if ticker:  # the old address of a ticker's page, `/?ticker=SBER`, still bookmarked
+        return RedirectResponse(f"ticker/{ticker}", status_code=307)
+    return _page(request, "overview.html", "./")
+
+
+async def ticker_page(request: Request) -> Response:
+    return _page(request, "ticker.html", "../", ticker=page_ticker(request))
 
 
 async def plotly_js(request: Request) -> Response:
@@ -103,7 +128,8 @@ async def healthz(request: Request) -> Response:
 
 
 routes = [
-    Route("/", index),
+    Route("/", overview),
+    Route("/ticker/{ticker}", ticker_page),
     Route("/healthz", healthz),
     Route("/api/streams", list_streams),
     Route("/api/tickers", list_tickers),

@@ -110,3 +110,42 @@ def events_query(request: Request, hub: Hub) -> EventsQuery:
         if not names:
             raise BadRequest("streams names no stream")
     return EventsQuery([_stream(hub, n) for n in names], _ticker(request), _cursor(request))
+
+
+# --- the pages ---
+
+PAGE_LANGUAGES = ("en", "ru")
+_LANGUAGE_RANGE = re.compile(
+    r"\s*([A-Za-z]{1,8})(?:-[A-Za-z0-9]{1,8})*\s*(?:;\s*q\s*=\s*([0-9.]{1,5}))?\s*"
+)
+
+
+def page_ticker(request: Request) -> str:
+    ticker = request.path_params["ticker"]
+    if not TICKER.fullmatch(ticker):
+        raise BadRequest("ticker must be 1 to 12 capital letters or digits, e.g. /ticker/SBER")
+    return ticker
+
+
+def old_page_ticker(request: Request) -> str | None:
+    return _ticker(request)
+
+
+def page_language(request: Request) -> str:
+    """The `lang` cookie the page's toggle sets, else the best of Accept-Language, else English."""
+    chosen = request.cookies.get("lang")
+    if chosen in PAGE_LANGUAGES:
+        return chosen
+    best, best_q = "en", 0.0
+    for part in request.headers.get("accept-language", "")[:500].split(","):
+        match = _LANGUAGE_RANGE.fullmatch(part)
+        if not match:
+            continue
+        try:
+            q = float(match.group(2)) if match.group(2) else 1.0
+        except ValueError:
+            continue
+        language = match.group(1).lower()
+        if language in PAGE_LANGUAGES and q > best_q:
+            best, best_q = language, q
+    return best

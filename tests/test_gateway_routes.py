@@ -25,7 +25,7 @@ with warnings.catch_warnings():
 from gateway.app import create_app
 from gateway.hub import Hub
 from gateway.rows import to_entry
-from gateway.sample_feed import sample_catalog
+from gateway.sample_feed import load as load_recording
 from gateway.settings import Settings
 
 
@@ -45,19 +45,18 @@ def feed(hub: Hub, stream: str, rows: list[dict], partition: int = 0) -> None:
     hub.ingest(stream, entries, {partition: offset + len(rows)})
 
 
+RECORDING = load_recording()
+
+
 def candle(ticker: str, minute: int) -> dict:
-    return {
-        "ticker": ticker,
-        "window_start": f"2026-11-26T07:{minute:02d}:00Z",
-        "window_end": f"2026-11-26T07:{minute + 1:02d}:00Z",
-        "close": 100.0 + minute,
-    }
+    """The ticker's `minute`-th candle of the job's recorded session."""
+    return [r for r in RECORDING.rows["candles_1m"] if r["ticker"] == ticker][minute]
 
 
 @pytest.fixture
 def base_settings(tmp_path: Path) -> Settings:
     catalog = tmp_path / "catalog.json"
-    catalog.write_text(json.dumps(sample_catalog()))
+    catalog.write_text(json.dumps(RECORDING.catalog))
     return Settings(bootstrap=None, catalog=catalog, heartbeat_s=15)
 
 
@@ -71,40 +70,82 @@ def hub_of(client: TestClient) -> Hub:
     return client.app.state.hub  # type: ignore[attr-defined]
 
 
-def test_index_when_requested_then_page_with_connection_indicator_and_local_plotly(
+def test_pages_when_requested_then_overview_at_root_and_ticker_page_at_its_own_url(
     client: TestClient,
 ) -> None:
-    page = client.get("/")
+    overview = client.get("/")
+    assert overview.status_code == 200
+    assert 'id="connection"' in overview.text and 'id="rows"' in overview.text
+    assert '<base href="./">' in overview.text
+    assert 'data-heartbeat-s="15' in overview.text
+    assert "default-src 'self'" in overview.headers["content-security-policy"]
+    page = client.get("/ticker/SBER")
     assert page.status_code == 200
-    assert 'id="connection"' in page.text
+    assert '<base href="../">' in page.text and "<title>MOEX live — SBER</title>" in page.text
     assert 'src="static/plotly.min.js"' in page.text and "cdn" not in page.text.lower()
-    assert 'data-heartbeat-s="15' in page.text
     assert "default-src 'self'" in page.headers["content-security-policy"]
 
 
-def test_static_when_plotly_and_dashboard_requested_then_served_from_this_host(
+def test_pages_when_old_address_or_bad_ticker_then_redirect_or_422(client: TestClient) -> None:
+    moved = client.get("/?ticker=GAZP", follow_redirects=False)
+    assert moved.status_code == 307 and moved.headers["location"] == "ticker/GAZP"
+    assert client.get("/?ticker=gazp").status_code == 422
+    assert client.get("/ticker/sber").status_code == 422
+    assert client.get("/ticker/SBER/extra").status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("accept_language", "cookie", "lang"),
+    [
+        (None, None, "en"),
+        ("ru-RU,ru;q=0.9,en-US;q=0.8,en;q=0.7", None, "ru"),
+        ("en-US,en;q=0.9,ru;q=0.8", None, "en"),
+        ("de-DE,de;q=0.9,ru;q=0.5", None, "ru"),
+        ("fr", None, "en"),
+        ("ru;q=oops, en;q=0.2", None, "en"),
+        ("ru-RU", "en", "en"),
+        (None, "ru", "ru"),
+        ("ru", "xx", "ru"),
+    ],
+)
+def test_pages_when_language_preferred_then_html_lang_follows_cookie_then_accept_language(
+    client: TestClient, accept_language: str | None, cookie: str | None, lang: str
+) -> None:
+    headers = {"Accept-Language": accept_language} if accept_language else {}
+    if cookie:
+        client.cookies.set("lang", cookie)
+    try:
+        for path in ("/", "/ticker/SBER"):
+            page = client.get(path, headers=headers)
+            assert f'<html lang="{lang}">' in page.text, path
+            assert "Accept-Language" in page.headers["vary"]
+    finally:
+        client.cookies.clear()
+
+
+def test_static_when_plotly_and_page_scripts_requested_then_served_from_this_host(
     client: TestClient,
 ) -> None:
     plotly_js = client.get("/static/plotly.min.js")
     assert plotly_js.status_code == 200
     assert plotly_js.headers["content-type"].startswith("text/javascript")
     assert "plotly.js v" in plotly_js.text[:200]
-    assert client.get("/static/dashboard.js").status_code == 200
-    assert client.get("/static/dashboard.css").status_code == 200
+    for name in (
+        "i18n.js",
+        "common.js",
+        "overview.js",
+        "ticker.js",
+        "dashboard.css",
+        "columns.json",
+    ):
+        assert client.get(f"/static/{name}").status_code == 200, name
     assert client.get("/static/../gateway/app.py").status_code == 404
 
 
 def test_streams_when_listed_then_catalog_with_builtin_market_status(client: TestClient) -> None:
     body = client.get("/api/streams").json()
     by_name = {s["name"]: s for s in body["streams"]}
-    assert set(by_name) == {
-        "candles_1m",
-        "indicators_1m",
-        "signals",
-        "anomalies",
-        "liquidity_1s",
-        "market_status",
-    }
+    assert set(by_name) == {o["name"] for o in RECORDING.catalog["outputs"]} | {"market_status"}
     signals = by_name["signals"]
     assert (signals["topic"], signals["source_topic"], signals["dedup_key"]) == (
         "moex.signals",
@@ -112,7 +153,7 @@ def test_streams_when_listed_then_catalog_with_builtin_market_status(client: Tes
         "event_id",
     )
     assert by_name["candles_1m"]["grain"] == ["ticker", "window_end"]
-    assert {"name": "close", "type": "DECIMAL(18, 4)"} in by_name["candles_1m"]["columns"]
+    assert {"name": "close", "type": "DECIMAL(18, 6)"} in by_name["candles_1m"]["columns"]
     assert by_name["market_status"]["topic"] == "moex.market_status"
 
 
@@ -123,8 +164,8 @@ def test_history_when_rows_buffered_then_latest_of_the_ticker_in_order_with_curs
     feed(hub, "candles_1m", [candle("SBER", m) for m in range(5)], partition=1)
     feed(hub, "candles_1m", [candle("GAZP", m) for m in range(3)], partition=1)
     body = client.get("/api/streams/candles_1m?ticker=SBER&limit=2").json()
-    assert [r["close"] for r in body["rows"]] == [103.0, 104.0]
-    assert body["rows"][0]["window_start"] == "2026-11-26T07:03:00.000Z"
+    assert [r["close"] for r in body["rows"]] == [candle("SBER", m)["close"] for m in (3, 4)]
+    assert body["rows"][0]["window_start"] == candle("SBER", 3)["window_start"][:-1] + ".000Z"
     assert body["cursor"] == "candles_1m:0.8.0"
     everything = client.get("/api/streams/candles_1m?limit=5000").json()["rows"]
     assert [r["ticker"] for r in everything] == ["SBER"] * 5 + ["GAZP"] * 3
@@ -301,7 +342,7 @@ _paths = st.one_of(
 @pytest.fixture(scope="module")
 def fuzz_client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
     catalog = tmp_path_factory.mktemp("fuzz") / "catalog.json"
-    catalog.write_text(json.dumps(sample_catalog()))
+    catalog.write_text(json.dumps(RECORDING.catalog))
     # No live clients allowed: a request that passes validation answers 503 instead of streaming.
     app = create_app(Settings(bootstrap=None, catalog=catalog, max_clients=0))
     feed(app.state.hub, "candles_1m", [candle("SBER", m) for m in range(3)])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import shutil
 import signal
 import tempfile
@@ -19,8 +20,9 @@ import httpx
 import pytest
 from websockets.sync.client import ClientConnection, connect
 
-from gateway.sample_feed import TickerFeed, sample_catalog, sample_session
-from gateway.sample_feed import publish as publish_sample
+from gateway.sample_feed import load as load_recording
+from gateway.sample_feed import publish as publish_recorded
+from gateway.sample_feed import split_at
 from stack.kafka import free_port
 from tests.processes import Group
 from tests.test_gateway_helpers import GatewayProcess, create_topics, delete_topics, wait_for
@@ -35,6 +37,10 @@ pytestmark = [
 CHROMIUM = "/usr/bin/chromium"
 STREAMS = ["candles_1m", "indicators_1m", "signals", "anomalies", "liquidity_1s", "market_status"]
 HEARTBEAT_S = 2
+# How long a page may take to load and draw its history. Generous: on a machine shared with
+# other jobs (load average 40-140 measured here) Chromium alone can take 20 s to answer one
+# DevTools call; this is no speed test (the spike test's 2 s is measured in the browser).
+PAGE_READY_S = 60
 TOPIC_KEYS = [
     "candles_1m",
     "indicators_1m",
@@ -54,6 +60,8 @@ class Page:
         self.ws = ws
         self.next_id = 0
         self.errors: list[str] = []
+        self.requests: list[str] = []  # URLs the page requested (with the Network domain on)
+        self.last_state: dict = {}  # the last state a wait looked at, for failure messages
 
     def send(self, method: str, timeout_s: float = 20.0, **params: Any) -> dict:
         self.next_id += 1
@@ -70,7 +78,9 @@ class Page:
 
     def _note(self, message: dict) -> None:
         method, params = message.get("method"), message.get("params", {})
-        if method == "Runtime.exceptionThrown":
+        if method == "Network.requestWillBeSent":
+            self.requests.append(params["request"]["url"])
+        elif method == "Runtime.exceptionThrown":
             details = params["exceptionDetails"]
             self.errors.append(
                 f"exception: {details.get('exception', {}).get('description') or details.get('text')}"
@@ -128,36 +138,56 @@ class Chromium:
         shutil.rmtree(self.profile, ignore_errors=True)
 
 
+HELD_MINUTES = 1  # the recorded session's last minute, sent by the tests as "live" rows (the
+# per-second streams are recorded for the last 90 s only: most of them stay in the history)
+
+
 @dataclass
 class Feed:
-    """Topics filled with a sample session, the catalog naming them, and the generators to go on."""
+    """Topics filled with the job's recorded rows up to now, and the minutes held back."""
 
     catalog_file: Path
     catalog: dict
-    feeds: dict[str, TickerFeed]
     bootstrap: str
+    published: dict[str, list[dict]]
+    held: dict[str, list[dict]]
 
-    def publish_next_minute(self, ticker: str, minute: datetime) -> None:
-        step = self.feeds[ticker].step(minute)
-        publish_sample(
-            self.bootstrap, self.catalog, {s: step[s] for s in ("candles_1m", "indicators_1m")}
+    def count(self, stream: str, ticker: str) -> int:
+        return sum(1 for row in self.published.get(stream, []) if row["ticker"] == ticker)
+
+    def publish_next_minute(self, ticker: str) -> None:
+        """The ticker's next recorded candle and its indicator row."""
+        candle = min(
+            (r for r in self.held["candles_1m"] if r["ticker"] == ticker),
+            key=lambda r: r["window_end"],
         )
+        step = {
+            stream: [
+                r
+                for r in self.held[stream]
+                if r["ticker"] == ticker and r["window_end"] == candle["window_end"]
+            ]
+            for stream in ("candles_1m", "indicators_1m")
+        }
+        for stream, rows in step.items():
+            self.held[stream] = [r for r in self.held[stream] if r not in rows]
+            self.published[stream] += rows
+        publish_recorded(self.bootstrap, self.catalog, step)
 
 
 @pytest.fixture(scope="module")
 def sample_feed(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Feed]:
     topics = dict(zip(TOPIC_KEYS, create_topics(kafka_bootstrap, len(TOPIC_KEYS)), strict=True))
-    catalog = sample_catalog(topics)
-    catalog["outputs"].append(
-        {"name": "market_status", "topic": topics["market_status"], "live_topic": None, "guarantee": "at-least-once",
-         "dedup_key": "event_id", "grain": ["event_id"], "description": "market phase", "columns": []}
-    )  # fmt: skip
+    recording = load_recording()
+    catalog = recording.catalog_for(topics)
     catalog_file = tmp_path_factory.mktemp("dashboard") / "catalog.json"
     catalog_file.write_text(json.dumps(catalog))
-    rows, feeds = sample_session(["SBER", "GAZP"], minutes=180, end=datetime.now(UTC), seed=11)
-    publish_sample(kafka_bootstrap, catalog, rows)
+    now = datetime.now(UTC)
+    rows = recording.shifted(now + timedelta(minutes=HELD_MINUTES))
+    published, held = split_at(rows, int(now.timestamp() * 1000))
+    publish_recorded(kafka_bootstrap, catalog, published)
     try:
-        yield Feed(catalog_file, catalog, feeds, kafka_bootstrap)
+        yield Feed(catalog_file, catalog, kafka_bootstrap, published, held)
     finally:
         delete_topics(kafka_bootstrap, list(topics.values()))
 
@@ -186,26 +216,39 @@ def chromium(test_output_dir: Path) -> Iterator[Chromium]:
 
 
 @contextmanager
-def dashboard(chromium: Chromium, url: str) -> Iterator[Page]:
+def dashboard(chromium: Chromium, url: str, accept_language: str | None = None) -> Iterator[Page]:
     with connect(chromium.page_websocket(), max_size=None, open_timeout=10) as ws:
         page = Page(ws)
-        for domain in ("Runtime", "Log", "Page"):
+        for domain in ("Runtime", "Log", "Page", "Network"):
             page.send(f"{domain}.enable")
+        if accept_language:
+            page.send("Network.setExtraHTTPHeaders", headers={"Accept-Language": accept_language})
         page.send("Page.navigate", url=url)
         yield page
 
 
-def drawn(page: Page) -> dict | None:
-    state = page.state()
+def drawn(page: Page, feed: Feed, ticker: str) -> dict | None:
+    """The page's state once it shows every recorded row of `ticker` sent so far."""
+    state = page.last_state = page.state()
     ready = (
         state.get("connection") == "live"
-        and state.get("candles", 0) >= 150
-        and state.get("indicators", 0) >= 150
+        and state.get("candles", 0) == feed.count("candles_1m", ticker) > 20
+        and state.get("indicators", 0) == feed.count("indicators_1m", ticker)
         and state.get("liquidity") == 1
         and state.get("feed", 0) > 0
-        and "trading" in state.get("phase", "")
+        and state.get("phase") == "trading"
     )
     return state if ready else None
+
+
+def wait_drawn(page: Page, feed: Feed, ticker: str, what: str) -> dict:
+    try:
+        return wait_for(lambda: drawn(page, feed, ticker), PAGE_READY_S, what, every_s=0.1)
+    except AssertionError as exc:
+        want = {s: feed.count(s, ticker) for s in ("candles_1m", "indicators_1m")}
+        raise AssertionError(
+            f"{exc}; page state {page.last_state}; sent {want}; errors {page.errors}"
+        ) from None
 
 
 def connection_text(page: Page) -> str:
@@ -218,18 +261,14 @@ def test_dashboard_when_loaded_against_live_gateway_then_draws_everything_and_go
     gateway = start_gateway(sample_feed)
     try:
         navigated = time.monotonic()
-        with dashboard(chromium, f"{gateway.url}/?ticker=SBER") as page:
-            state = wait_for(
-                lambda: drawn(page), 30, "the page to draw history and go live", every_s=0.1
-            )
+        with dashboard(chromium, f"{gateway.url}/ticker/SBER") as page:
+            state = wait_drawn(page, sample_feed, "SBER", "the page to draw history and go live")
             load_s = time.monotonic() - navigated
             assert state["ticker"] == "SBER"
             assert connection_text(page) == "live"
 
             # A row published now reaches the chart through the page's one EventSource.
-            sample_feed.publish_next_minute(
-                "SBER", datetime.now(UTC).replace(second=0, microsecond=0) + timedelta(minutes=1)
-            )
+            sample_feed.publish_next_minute("SBER")
             wait_for(
                 lambda: page.state()["candles"] == state["candles"] + 1,
                 15,
@@ -254,8 +293,8 @@ def test_dashboard_when_gateway_freezes_then_restarts_then_stale_reconnecting_li
 ) -> None:
     gateway = start_gateway(sample_feed)
     try:
-        with dashboard(chromium, f"{gateway.url}/?ticker=GAZP") as page:
-            wait_for(lambda: drawn(page), 30, "the page to go live")
+        with dashboard(chromium, f"{gateway.url}/ticker/GAZP") as page:
+            wait_drawn(page, sample_feed, "GAZP", "the page to go live")
             # Frozen: the connection stays open but nothing arrives, not even a heartbeat.
             gateway.signal(signal.SIGSTOP)
             wait_for(
@@ -283,18 +322,338 @@ def test_dashboard_when_gateway_freezes_then_restarts_then_stale_reconnecting_li
             wait_for(
                 lambda: connection_text(page) == "live", 15, "'live' after the restart", every_s=0.2
             )
-            sample_feed.publish_next_minute(
-                "GAZP", datetime.now(UTC).replace(second=0, microsecond=0) + timedelta(minutes=1)
-            )
+            sample_feed.publish_next_minute("GAZP")
             wanted = before["events"] + 2  # the candle and its indicator row
             wait_for(lambda: page.state()["events"] >= wanted, 15, "the next candle and indicators")
             # Nothing was sent twice: watch for a while that no other row arrives.
             watch_until = time.monotonic() + 1.5
             while time.monotonic() < watch_until:
                 state = page.state()
-                assert state["events"] == wanted and state["candles"] == before["candles"] + 1
+                assert state["events"] == wanted, [
+                    (s["eventsByStream"], s["events"], s["candles"], s["lastEventId"])
+                    for s in (before, state)
+                ]
+                assert state["candles"] == before["candles"] + 1
                 time.sleep(0.1)  # poll interval
             # While the gateway was down the browser reported the refused connections; nothing else.
             assert [e for e in page.errors if "ERR_CONNECTION_REFUSED" not in e] == []
+    finally:
+        gateway.stop()
+
+
+# --- the market overview at / ---
+
+
+def msk_day(candle: dict) -> str:
+    start = datetime.fromisoformat(candle["window_start"].replace("Z", "+00:00"))
+    return (start + timedelta(hours=3)).date().isoformat()
+
+
+def expected_overview(feed: Feed) -> dict[str, dict]:
+    """Per ticker, what the overview must show, computed here from the job's rows as sent."""
+    expected: dict[str, dict] = {}
+    for ticker in sorted({r["ticker"] for r in feed.published["candles_1m"]}):
+        candles = sorted(
+            (r for r in feed.published["candles_1m"] if r["ticker"] == ticker),
+            key=lambda r: r["window_start"],
+        )
+        # The session: the candles of the last candle's day in Moscow.
+        candles = [r for r in candles if msk_day(r) == msk_day(candles[-1])]
+        rsi = [
+            r["rsi_14"]
+            for r in sorted(feed.published["indicators_1m"], key=lambda r: r["window_end"])
+            if r["ticker"] == ticker and r["rsi_14"] is not None
+        ]
+        spreads = [
+            r["spread_bps"]
+            for r in sorted(feed.published.get("liquidity_1s", []), key=lambda r: r["window_end"])
+            if r["ticker"] == ticker
+        ]
+        expected[ticker] = {
+            "last": candles[-1]["close"],
+            "change": 100 * (candles[-1]["close"] - candles[0]["open"]) / candles[0]["open"],
+            "volume": sum(r["volume"] for r in candles),
+            "rsi": rsi[-1] if rsi else None,
+            "spread": spreads[-1] if spreads else None,
+            "candles": len(candles),
+            "phase": "trading",
+        }
+    return expected
+
+
+def overview_filled(page: Page, expected: dict[str, dict]) -> dict | None:
+    state = page.last_state = page.state()
+    shown = {row["ticker"]: row for row in state.get("tickers", [])}
+    if state.get("connection") != "live" or set(shown) != set(expected):
+        return None
+    for ticker, want in expected.items():
+        if shown[ticker]["candles"] != want["candles"] or shown[ticker]["spread"] is None:
+            return None
+    return state
+
+
+def wait_overview(page: Page, expected: dict[str, dict], what: str) -> dict:
+    try:
+        return wait_for(lambda: overview_filled(page, expected), PAGE_READY_S, what, every_s=0.1)
+    except AssertionError as exc:
+        raise AssertionError(
+            f"{exc}; page state {page.last_state}; want {expected}; errors {page.errors}"
+        ) from None
+
+
+def event_sources(page: Page) -> int:
+    page.state()  # reads the protocol messages queued so far
+    return sum(1 for url in page.requests if "/api/events" in url)
+
+
+def test_overview_when_loaded_then_every_ticker_with_values_from_the_jobs_rows_over_one_connection(
+    sample_feed: Feed, chromium: Chromium, test_output_dir: Path
+) -> None:
+    expected = expected_overview(sample_feed)
+    assert len(expected) == 4
+    gateway = start_gateway(sample_feed)
+    try:
+        with dashboard(chromium, f"{gateway.url}/") as page:
+            state = wait_overview(page, expected, "every ticker's row")
+            shown = {row["ticker"]: row for row in state["tickers"]}
+            for ticker, want in expected.items():
+                got = shown[ticker]
+                assert got["last"] == pytest.approx(want["last"], abs=1e-9), ticker
+                assert got["change"] == pytest.approx(want["change"], rel=1e-9), ticker
+                assert got["volume"] == want["volume"], ticker
+                assert got["rsi"] == pytest.approx(want["rsi"], rel=1e-12), ticker
+                assert got["spread"] == pytest.approx(want["spread"], rel=1e-12), ticker
+                assert got["phase"] == "trading"
+            # The table shows them: one row per ticker, its last price as text, a sparkline.
+            cells = page.evaluate(
+                "[...document.querySelectorAll('#rows tr')].map(tr => [tr.dataset.ticker,"
+                " tr.querySelector('td.last').textContent,"
+                " tr.querySelector('.spark polyline')?.getAttribute('points').split(' ').length])"
+            )
+            assert sorted(c[0] for c in cells) == sorted(expected)
+            for ticker, last_text, points in cells:
+                assert float(last_text.replace(",", "")) == pytest.approx(
+                    expected[ticker]["last"], abs=0.051
+                )
+                assert points == expected[ticker]["candles"]
+            assert event_sources(page) == 1, "the overview must use one SSE connection"
+            # Sorting: by change, biggest first, then the other way round.
+            page.evaluate("document.querySelector('th[data-sort=change]').click()")
+            by_change = sorted(expected, key=lambda t: -expected[t]["change"])
+            wait_for(lambda: page.state()["order"] == by_change, 5, "rows sorted by change")
+            page.evaluate("document.querySelector('th[data-sort=change]').click()")
+            wait_for(lambda: page.state()["order"] == by_change[::-1], 5, "the order reversed")
+            shot = page.send("Page.captureScreenshot", format="png")
+            (test_output_dir / "overview.png").write_bytes(base64.b64decode(shot["data"]))
+            assert page.errors == []
+    finally:
+        gateway.stop()
+
+
+def test_overview_when_a_row_is_clicked_then_the_tickers_page_opens_at_its_own_url(
+    sample_feed: Feed, chromium: Chromium
+) -> None:
+    gateway = start_gateway(sample_feed)
+    try:
+        with dashboard(chromium, f"{gateway.url}/") as page:
+            wait_overview(page, expected_overview(sample_feed), "rows")
+            page.evaluate("document.querySelector('#rows tr[data-ticker=GAZP] td.phase').click()")
+            wait_for(
+                lambda: page.evaluate("location.pathname") == "/ticker/GAZP",
+                PAGE_READY_S,
+                "/ticker/GAZP",
+            )
+            state = wait_drawn(page, sample_feed, "GAZP", "GAZP's page drawn")
+            assert state["ticker"] == "GAZP" and state["page"] == "ticker"
+            # The address can be reloaded (bookmarked) and shows the same ticker.
+            page.send("Page.reload")
+            wait_drawn(page, sample_feed, "GAZP", "GAZP's page after reload")
+            assert page.errors == []
+    finally:
+        gateway.stop()
+
+
+def test_overview_when_a_spike_reaches_kafka_then_highlighted_within_2s_with_a_link_to_its_candle(
+    sample_feed: Feed, chromium: Chromium, test_output_dir: Path
+) -> None:
+    recording = load_recording()
+    spike = next(r for r in recording.rows["anomalies"] if r["kind"].startswith("spike"))
+    gateway = start_gateway(sample_feed)
+    try:
+        with dashboard(chromium, f"{gateway.url}/") as page:
+            wait_overview(page, expected_overview(sample_feed), "rows")
+            assert page.state()["alerts"] == []
+            # The job's spike row, moved to now (its id follows, so it is a new event).
+            end_ms = int(time.time() * 1000)
+            delta = end_ms - int(
+                datetime.fromisoformat(spike["end_ts"].replace("Z", "+00:00")).timestamp() * 1000
+            )
+            injected = recording.moved(delta)["anomalies"][recording.rows["anomalies"].index(spike)]
+            publish_recorded(sample_feed.bootstrap, sample_feed.catalog, {"anomalies": [injected]})
+            in_kafka_ms = time.time() * 1000  # flushed: the broker has acknowledged it
+
+            def alerted() -> dict | None:
+                alerts = page.state()["alerts"]
+                return next((a for a in alerts if a["id"] == injected["event_id"]), None)
+
+            alert = wait_for(alerted, PAGE_READY_S, "the spike on the overview", every_s=0.05)
+            latency_ms = alert["arrivedAt"] - in_kafka_ms
+            (test_output_dir / "overview-spike.json").write_text(
+                json.dumps({"kafka_to_overview_ms": round(latency_ms)})
+            )
+            assert latency_ms < 2000, f"spike shown {latency_ms:.0f} ms after reaching Kafka"
+            row = next(r for r in page.state()["tickers"] if r["ticker"] == spike["ticker"])
+            assert row["flash"] and row["event_kind"] == spike["kind"]
+            assert (
+                page.evaluate(
+                    f"document.querySelector('#rows tr[data-ticker={spike['ticker']}]').className"
+                )
+                == "flash"
+            )
+            candle = (end_ms - 1) // 60_000 * 60_000
+            candle_iso = datetime.fromtimestamp(candle / 1000, UTC).isoformat(
+                timespec="milliseconds"
+            )
+            assert alert["href"] == f"ticker/{spike['ticker']}?at=" + candle_iso.replace(
+                "+00:00", "Z"
+            ).replace(":", "%3A")
+            shot = page.send("Page.captureScreenshot", format="png")
+            (test_output_dir / "overview-alert.png").write_bytes(base64.b64decode(shot["data"]))
+            # The link opens that candle on the ticker page.
+            page.evaluate("document.querySelector('#alerts a').click()")
+            state = wait_for(
+                lambda: (s := page.state()).get("page") == "ticker" and s.get("focus") and s,
+                PAGE_READY_S,
+                "the ticker page at the candle",
+            )
+            assert state["ticker"] == spike["ticker"]
+            assert state["focus"] == candle_iso.replace("+00:00", "Z")
+            wait_for(lambda: page.state().get("candles", 0) > 20, PAGE_READY_S, "the candles drawn")
+            shot = page.send("Page.captureScreenshot", format="png")
+            (test_output_dir / "ticker-focus.png").write_bytes(base64.b64decode(shot["data"]))
+            assert page.errors == []
+    finally:
+        gateway.stop()
+
+
+# --- Russian and English ---
+
+# Latin words a Russian page may show: tickers, indicator names, the language buttons.
+LATIN_ALLOWED = {"RSI", "EMA", "SMA", "MACD", "UTC", "RU", "EN", "SBER", "GAZP", "LKOH", "YDEX"}
+PAGE_TEXTS = """(() => {
+  const texts = [document.title];
+  const walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
+  while (walker.nextNode()) {
+    const node = walker.currentNode;
+    if (node.parentElement.closest('script, style')) continue;
+    if (node.textContent.trim()) texts.push(node.textContent.trim());
+  }
+  for (const el of document.querySelectorAll('[title], [aria-label], [data-title]'))
+    for (const name of ['title', 'aria-label', 'data-title'])
+      if (el.getAttribute(name)) texts.push(el.getAttribute(name));
+  return texts;
+})()"""
+
+
+def english_words(page: Page) -> list[str]:
+    """Texts on the page (text, SVG text, tooltips, aria labels) with a Latin word beyond
+    LATIN_ALLOWED."""
+    return sorted(
+        {
+            text
+            for text in page.evaluate(PAGE_TEXTS)
+            if set(re.findall(r"[A-Za-z]{2,}", text)) - LATIN_ALLOWED
+        }
+    )
+
+
+def test_pages_when_browser_prefers_russian_then_no_english_label_russian_numbers_and_a_toggle(
+    sample_feed: Feed, chromium: Chromium, test_output_dir: Path
+) -> None:
+    expected = expected_overview(sample_feed)
+    gateway = start_gateway(sample_feed)
+    try:
+        url = f"{gateway.url}/"
+        with dashboard(chromium, url, accept_language="ru-RU,ru;q=0.9,en;q=0.5") as page:
+            wait_overview(page, expected, "the Russian overview")
+            assert page.state()["lang"] == "ru"
+            assert english_words(page) == []
+            # Decimal comma, thin-space thousands: LKOH trades above 1,000 roubles.
+            last = page.evaluate(
+                "document.querySelector('#rows tr[data-ticker=LKOH] td.last').textContent"
+            )
+            assert "\u202f" in last and "," in last, repr(last)
+            assert float(last.replace("\u202f", "").replace(",", ".")) == pytest.approx(
+                expected["LKOH"]["last"], abs=0.051
+            )
+            volume = page.evaluate(
+                "document.querySelector('#rows tr[data-ticker=SBER] td:nth-child(5)').textContent"
+            )
+            assert volume == f"{expected['SBER']['volume']:,}".replace(",", "\u202f")
+            # Times in Moscow time: the last row's time is the last candle's end, UTC+3.
+            last_end = max(r["window_end"] for r in sample_feed.published["candles_1m"])
+            msk = datetime.fromisoformat(last_end.replace("Z", "+00:00")) + timedelta(hours=3)
+            assert page.evaluate("document.getElementById('last-update').textContent") == (
+                f"последняя строка {msk:%H:%M:%S} МСК"
+            )
+            shot = page.send("Page.captureScreenshot", format="png")
+            (test_output_dir / "overview-ru.png").write_bytes(base64.b64decode(shot["data"]))
+
+            page.send("Page.navigate", url=f"{gateway.url}/ticker/SBER")
+            wait_drawn(page, sample_feed, "SBER", "the Russian ticker page")
+            assert page.state()["lang"] == "ru"
+            assert english_words(page) == []
+            shot = page.send("Page.captureScreenshot", format="png")
+            (test_output_dir / "ticker-ru.png").write_bytes(base64.b64decode(shot["data"]))
+
+            # The toggle: English, and it sticks on reload although the browser prefers Russian.
+            page.evaluate("document.querySelector('[data-lang=en]').click()")
+            wait_for(lambda: page.state().get("lang") == "en", 15, "the page in English")
+            wait_drawn(page, sample_feed, "SBER", "the English ticker page")
+            assert "Liquidity" in page.evaluate("document.body.textContent")
+            page.send("Page.navigate", url=url)
+            wait_overview(page, expected, "the English overview")
+            assert page.state()["lang"] == "en"
+            assert page.evaluate("document.documentElement.lang") == "en"
+            assert page.errors == []
+    finally:
+        gateway.stop()
+
+
+# --- the job health banner ---
+
+BANNER = "(() => { const b = document.getElementById('banner'); return b.hidden ? null : b.textContent; })()"
+
+
+def test_pages_when_healthz_job_not_running_or_restarted_then_banner_else_none(
+    sample_feed: Feed, chromium: Chromium
+) -> None:
+    gateway = start_gateway(sample_feed)
+    try:
+        for path in ("/", "/ticker/SBER"):
+            with dashboard(chromium, gateway.url + path) as page:
+                wait_for(
+                    lambda: page.state().get("connection") == "live", PAGE_READY_S, f"{path} live"
+                )
+                # This gateway's /healthz has no `job` field (added by the runner's health
+                # watch): no banner.
+                assert "job" not in httpx.get(f"{gateway.url}/healthz", timeout=5).json()
+                time.sleep(5.5)  # one health poll: every 5 s
+                assert page.evaluate(BANNER) is None
+                # The field as /healthz carries it, handed to the page's own check.
+                check = "window.MOEX.checkJob({job: %s})"
+                page.evaluate(check % '{"state": "RUNNING", "restarts": 0, "last_exception": null}')
+                assert page.evaluate(BANNER) is None
+                page.evaluate(
+                    check % '{"state": "RESTARTING", "restarts": 1, "last_exception": "boom"}'
+                )
+                assert page.evaluate(BANNER) == (
+                    "The Flink job is restarting (1 restarts since start). Last error: boom"
+                )
+                page.evaluate(check % '{"state": "RUNNING", "restarts": 2, "last_exception": "x"}')
+                assert page.evaluate(BANNER).startswith(
+                    "The Flink job restarted 2 time(s) while this page was open; it is running now."
+                )
+                assert page.errors == []
     finally:
         gateway.stop()
