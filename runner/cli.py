@@ -18,6 +18,8 @@ from pathlib import Path
 from runner import job
 from runner.settings import Settings
 from runner.sqlfiles import SqlFileError
+from stack.kafka import port_open
+from stack.topics import DEFAULT_PREFIX, TopicSpec, ensure_topics, load_topics
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -75,13 +77,67 @@ def validate(settings: Settings, connectors: job.Connectors | None = None):
     return t_env, plan, statement_set
 
 
+def sink_topics(plan: job.Plan, settings: Settings) -> dict[str, TopicSpec]:
+    """The topics the plan's sinks write, as declared by their files' headers (+ overrides)."""
+    declared = load_topics(sql_dir=settings.sql_dir)
+    specs = {}
+    for output in plan.outputs:
+        for name in (output.name, output.live_name):
+            if name:
+                spec = declared[DEFAULT_PREFIX + name].renamed(settings.topic_prefix)
+                specs[spec.name] = spec
+    return specs
+
+
+def topic_errors(
+    plan: job.Plan, settings: Settings, create: bool, timeout_s: float = 30.0
+) -> list[SqlFileError]:
+    """Create the sink topics that are missing (or, create=False, ask the broker whether it
+    would); each refusal located at the header line that declares the topic."""
+    specs = sink_topics(plan, settings)
+    try:
+        report = ensure_topics(
+            settings.bootstrap,
+            specs.values(),
+            settings.topic_replication_factor,
+            validate_only=not create,
+            timeout_s=timeout_s,
+        )
+    except RuntimeError as exc:
+        return [SqlFileError(settings.sql_dir, 1, 1, f"sink topics not checked: {exc}")]
+    if report.created and create:
+        print(f"runner: created topics {', '.join(report.created)}", flush=True)
+    return [
+        SqlFileError(
+            specs[name].declared_in,
+            specs[name].line,
+            1,
+            f"topic {name} cannot be created: {reason}",
+        )
+        for name, reason in report.refused.items()
+    ]
+
+
+def broker_reachable(bootstrap: str) -> bool:
+    host, _, port = bootstrap.split(",")[0].rpartition(":")
+    return port_open(host or "127.0.0.1", int(port))
+
+
 def cmd_check(args: argparse.Namespace) -> int:
     settings = _settings(args)
     try:
         _, plan, _ = validate(settings)
     except job.PlanError as exc:
         return _report(exc.errors)
-    print(f"runner: {len(plan.files)} files, {len(plan.outputs)} outputs: all valid")
+    # A broker named on the command line must answer; the default one is checked if it runs.
+    if args.bootstrap or broker_reachable(settings.bootstrap):
+        errors = topic_errors(plan, settings, create=False)
+        if errors:
+            return _report(errors)
+        topics = f"; sink topics exist or can be created on {settings.bootstrap}"
+    else:
+        topics = f"; no broker at {settings.bootstrap}: sink topics not checked (--bootstrap)"
+    print(f"runner: {len(plan.files)} files, {len(plan.outputs)} outputs: all valid{topics}")
     return 0
 
 
@@ -97,6 +153,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(statement_set.explain())
         print(f"runner: dry run, {len(plan.outputs)} outputs; catalog in {settings.catalog_path}")
         return 0
+    # Every sink topic exists before the job starts: a sink without its topic fails the whole
+    # job in a restart loop ("Topic ... not present in metadata after 60000 ms").
+    errors = topic_errors(plan, settings, create=True)
+    if errors:
+        return _report(errors)
     if args.jobmanager:
         # The cluster owns checkpoint storage and the state backend (compose: FLINK_PROPERTIES,
         # /checkpoints shared by JobManager and TaskManagers); this container's .run/ is not
