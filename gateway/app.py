@@ -25,6 +25,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from gateway.catalog import load_catalog
 from gateway.hub import Hub
+from gateway.job_health import job_health
 from gateway.kafka_io import TopicReader
 from gateway.params import (
     BadRequest,
@@ -124,6 +125,7 @@ async def events(request: Request) -> Response:
 
 async def healthz(request: Request) -> Response:
     ok, body = _hub(request).health()
+    body["job"] = await job_health(request.app)  # does not change the status: streams still serve
     return JSONResponse(body, status_code=200 if ok else 503)
 
 

@@ -13,11 +13,15 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
-from runner import job
+from runner import job, pipeline
+from runner.errors import java_message
 from runner.settings import Settings
 from runner.sqlfiles import SqlFileError
+from stack.kafka import port_open
+from stack.topics import DEFAULT_PREFIX, TopicSpec, ensure_topics, load_topics
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -54,8 +58,8 @@ def _report(errors: list[SqlFileError]) -> int:
 def validate(settings: Settings, connectors: job.Connectors | None = None):
     """Structure (headers, statements) then Flink's own parser and planner.
 
-    Returns (t_env, plan, statement_set) ready to execute, or raises PlanError listing every
-    problem as `file:line:col: message`.
+    Returns (t_env, plan, pipeline): the planner's translation, ready to submit (planned once).
+    Raises PlanError listing every problem as `file:line:col: message`.
     """
     plan = job.load_plan(settings)
     t_env = job.create_table_env(settings)
@@ -68,11 +72,67 @@ def validate(settings: Settings, connectors: job.Connectors | None = None):
         pass
     if not errors:
         errors += job.check_grains(t_env, plan)
-    if not errors:
-        errors += job.planner_errors(t_env, plan, statement_set, settings)
+    compiled = None
+    if not errors and plan.outputs:
+        try:
+            compiled = pipeline.translate(t_env, statement_set)
+        except Exception as exc:
+            errors += job.explain_each(t_env, plan) or [
+                SqlFileError(settings.sql_dir, 1, 1, f"the outputs together: {java_message(exc)}")
+            ]
     if errors:
         raise job.PlanError(errors)
-    return t_env, plan, statement_set
+    return t_env, plan, compiled
+
+
+def sink_topics(plan: job.Plan, settings: Settings) -> dict[str, TopicSpec]:
+    """The topics the plan's sinks write, as declared by their files' headers (+ overrides)."""
+    declared = load_topics(sql_dir=settings.sql_dir)
+    specs = {}
+    for output in plan.outputs:
+        for name in (output.name, output.live_name):
+            if name:
+                spec = declared[DEFAULT_PREFIX + name].renamed(settings.topic_prefix)
+                specs[spec.name] = spec
+    return specs
+
+
+def topic_errors(
+    plan: job.Plan,
+    settings: Settings,
+    create: bool,
+    timeout_s: float = 30.0,
+    say: Callable[[str], None] = print,
+) -> list[SqlFileError]:
+    """Create the sink topics that are missing (or, create=False, ask the broker whether it
+    would); each refusal located at the header line that declares the topic."""
+    specs = sink_topics(plan, settings)
+    try:
+        report = ensure_topics(
+            settings.bootstrap,
+            specs.values(),
+            settings.topic_replication_factor,
+            validate_only=not create,
+            timeout_s=timeout_s,
+        )
+    except RuntimeError as exc:
+        return [SqlFileError(settings.sql_dir, 1, 1, f"sink topics not checked: {exc}")]
+    if report.created and create:
+        say(f"runner: created topics {', '.join(report.created)}")
+    return [
+        SqlFileError(
+            specs[name].declared_in,
+            specs[name].line,
+            1,
+            f"topic {name} cannot be created: {reason}",
+        )
+        for name, reason in report.refused.items()
+    ]
+
+
+def broker_reachable(bootstrap: str) -> bool:
+    host, _, port = bootstrap.split(",")[0].rpartition(":")
+    return port_open(host or "127.0.0.1", int(port))
 
 
 def cmd_check(args: argparse.Namespace) -> int:
@@ -81,7 +141,15 @@ def cmd_check(args: argparse.Namespace) -> int:
         _, plan, _ = validate(settings)
     except job.PlanError as exc:
         return _report(exc.errors)
-    print(f"runner: {len(plan.files)} files, {len(plan.outputs)} outputs: all valid")
+    # A broker named on the command line must answer; the default one is checked if it runs.
+    if args.bootstrap or broker_reachable(settings.bootstrap):
+        errors = topic_errors(plan, settings, create=False)
+        if errors:
+            return _report(errors)
+        topics = f"; sink topics exist or can be created on {settings.bootstrap}"
+    else:
+        topics = f"; no broker at {settings.bootstrap}: sink topics not checked (--bootstrap)"
+    print(f"runner: {len(plan.files)} files, {len(plan.outputs)} outputs: all valid{topics}")
     return 0
 
 
@@ -89,14 +157,19 @@ def cmd_run(args: argparse.Namespace) -> int:
     settings = _settings(args)
     restore = None if settings.fresh else job.latest_checkpoint(settings.checkpoint_dir)
     try:
-        t_env, plan, statement_set = validate(settings)
+        t_env, plan, compiled = validate(settings)
     except job.PlanError as exc:
         return _report(exc.errors)
     job.write_catalog(job.catalog(t_env, plan, settings), settings.catalog_path)
     if args.dry_run:
-        print(statement_set.explain())
+        print(compiled.statement_set.explain())
         print(f"runner: dry run, {len(plan.outputs)} outputs; catalog in {settings.catalog_path}")
         return 0
+    # Every sink topic exists before the job starts: a sink without its topic fails the whole
+    # job in a restart loop ("Topic ... not present in metadata after 60000 ms").
+    errors = topic_errors(plan, settings, create=True)
+    if errors:
+        return _report(errors)
     if args.jobmanager:
         # The cluster owns checkpoint storage and the state backend (compose: FLINK_PROPERTIES,
         # /checkpoints shared by JobManager and TaskManagers); this container's .run/ is not
@@ -111,7 +184,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         t_env.get_config().set("execution.target", "remote")
         t_env.get_config().set("rest.address", host)
         t_env.get_config().set("rest.port", port or "8081")
-        job_client = statement_set.execute().get_job_client()
+        job_client = compiled.submit()
         print(f"runner: job {job_client.get_job_id()} submitted to {args.jobmanager}")
         return 0
 
@@ -122,7 +195,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGINT, lambda *_: requests.append("stop"))
     signal.signal(signal.SIGHUP, lambda *_: requests.append("reload"))
     live = LiveJob(settings)
-    live.start(t_env, plan, statement_set, restore)
+    live.start(t_env, plan, compiled, restore)
+    live.remember_operators()
     while True:
         while requests:
             request = requests.pop(0)

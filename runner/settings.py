@@ -46,5 +46,7 @@ class Settings:
     fresh: bool = False
     txn_prefix: str = "moex"
     startup_mode: str = "group-offsets"
+    # Replicas of the output topics the runner creates (3 on the compose/ cluster).
+    topic_replication_factor: int = int(os.environ.get("MOEX_TOPIC_REPLICATION", 1))
     jobmanager: str | None = None  # HOST:PORT of a remote cluster (compose path)
     job_name: str = "moex-analytics"

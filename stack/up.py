@@ -483,7 +483,20 @@ def status() -> int:
             f"{pid_file.stem:10s} pid {pid:<8d} {'running' if alive else 'stopped':8s} {rss:8.0f} MiB"
         )
     print(f"{'total':10s} {'':22s} {total:8.0f} MiB resident")
+    print(job_status_line(RUN / "runner.json"))
     return 0
+
+
+def job_status_line(pid_file: Path) -> str:
+    """`job  RUNNING, 0 restarts` (+ the last exception in one line): a job restarting in a
+    loop shows here, not only in the Flink log."""
+    from runner.flink_rest import runner_job_health
+
+    health = runner_job_health(pid_file)
+    line = f"{'job':10s} {health['state']}, {health['restarts']} restarts"
+    if health["last_exception"]:
+        line += f"; last exception: {health['last_exception']}"
+    return line
 
 
 def main(argv: list[str] | None = None) -> int:

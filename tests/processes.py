@@ -41,10 +41,15 @@ class Group:
     """A command in its own session/process group, logging to a file."""
 
     def __init__(
-        self, command: Sequence[str], log_file: Path, env: dict[str, str] | None = None
+        self,
+        command: Sequence[str],
+        log_file: Path,
+        env: dict[str, str] | None = None,
+        cwd: Path = ROOT,
     ) -> None:
         self.command = list(command)
         self.log_file = log_file
+        self.cwd = cwd
         self.env = {**clean_environ(), "PYTHONDONTWRITEBYTECODE": "1", **(env or {})}
         self.process: subprocess.Popen | None = None
 
@@ -53,7 +58,7 @@ class Group:
         with open(self.log_file, "ab") as log:
             self.process = subprocess.Popen(
                 self.command,
-                cwd=ROOT,
+                cwd=self.cwd,
                 env=self.env,
                 stdout=log,
                 stderr=subprocess.STDOUT,

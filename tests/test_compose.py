@@ -4,7 +4,6 @@ consistent with the local `make up` by reading the files both paths use."""
 from __future__ import annotations
 
 import re
-import tomllib
 from pathlib import Path
 
 import pytest
@@ -131,17 +130,3 @@ def test_compose_when_service_depends_then_dependency_is_healthy_or_done(compose
             ), name
             if condition == "service_healthy":
                 assert "healthcheck" in services[dependency], f"{name} waits on {dependency}"
-
-
-def test_topics_when_declared_then_every_sql_output_has_its_topic() -> None:
-    from runner.sqlfiles import discover, load
-
-    topics = load_topics()
-    for path in discover(ROOT / "sql"):
-        sql_file = load(path)
-        if sql_file.is_output:
-            assert f"moex.{sql_file.stem}" in topics, path
-            if sql_file.header.get("twin"):
-                assert f"moex.{sql_file.stem}_live" in topics, path
-    doc = tomllib.loads((ROOT / "topics.toml").read_text())
-    assert {"moex.trades", "moex.orderbook", "moex.market_status", "moex.dlq"} <= set(doc["topics"])
