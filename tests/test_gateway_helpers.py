@@ -101,7 +101,10 @@ class GatewayProcess:
             "--host", "127.0.0.1", "--port", str(self.port),
             "--bootstrap", bootstrap, "--catalog", str(catalog), *args,
         ]  # fmt: skip
-        self.group = Group(self.command, self.log_file, env)
+        # Its own run dir: /healthz's `job` must not report a developer's running `make up`.
+        self.group = Group(
+            self.command, self.log_file, {"MOEX_RUN_DIR": str(log_dir), **(env or {})}
+        )
 
     @property
     def process(self) -> subprocess.Popen | None:
