@@ -251,7 +251,7 @@ class Layout:
                 str(BROKER_HEAP_MB),
             ],
             lambda: broker_ready(self.ports.kafka[index]),
-            120,
+            300,  # a restart after kill -9 recovers its logs first: minutes on a busy machine
             run_dir=self.run,
         )
 

@@ -300,6 +300,12 @@ def main(argv: list[str] | None = None) -> int:
         "--voters", help="the quorum as NODE@CONTROLLER_PORT,... (default: this node alone)"
     )
     parser.add_argument("--cluster-id", help="shared by every node of a quorum")
+    parser.add_argument(
+        "--ready-timeout",
+        type=float,
+        default=float(os.environ.get("KAFKA_READY_TIMEOUT_S", 300)),
+        help="seconds to wait for the broker to answer (log recovery after a crash is slow)",
+    )
     args = parser.parse_args(argv)
     voters = None
     if args.voters:
@@ -317,7 +323,11 @@ def main(argv: list[str] | None = None) -> int:
         voters=voters,
         cluster_id=args.cluster_id,
     )
-    broker.start()
+    try:
+        broker.start(timeout_s=args.ready_timeout)
+    except BaseException:
+        broker.stop()  # never leave the JVM running without its supervisor
+        raise
     print(f"kafka: ready on {broker.bootstrap} (data in {args.data_dir})", flush=True)
 
     stop_requested: list[int] = []
