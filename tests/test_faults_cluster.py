@@ -201,10 +201,12 @@ def stream() -> Iterator[Stream]:
         print(f"logs kept in {keep_artifacts(work, 'cluster')}")
         raise
     finally:
-        if feeder is not None:
-            feeder.close()
-        cluster.stop()
-        shutil.rmtree(work, ignore_errors=True)
+        try:
+            if feeder is not None:
+                feeder.close()
+        finally:  # a producer that cannot flush must not leave the cluster running
+            cluster.stop()
+            shutil.rmtree(work, ignore_errors=True)
 
 
 def test_cluster_when_one_broker_is_killed_then_isr_shrinks_and_recovers(stream: Stream) -> None:
