@@ -94,7 +94,15 @@ demo: $(VENV) $(JARS) ## Replay a seeded synthetic session through every indicat
 		--status .run/demo/market_status.jsonl --out .run/demo/out
 
 .PHONY: up-cluster
-up-cluster: ## Scale-out path with Docker: 3 brokers, JobManager, 2 TaskManagers (see compose/)
+up-cluster: $(VENV) $(JARS) ## Scale-out, no Docker: 3 Kafka brokers (RF 3), Flink JobManager + 2 TaskManagers, job at parallelism 2
+	$(PY) -m stack.cluster
+
+.PHONY: sql
+sql: $(VENV) $(JARS) ## Flink's SQL client on the running cluster, sql/'s tables declared: SELECT * FROM candles_1m WHERE ticker = 'SBER';
+	@$(PY) -m stack.cluster sql
+
+.PHONY: up-compose
+up-compose: ## The same cluster in Docker containers (needs a Docker engine; see compose/)
 	docker compose -f compose/docker-compose.yml up -d --build
 
 SITE ?= .run/site

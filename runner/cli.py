@@ -155,6 +155,10 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     settings = _settings(args)
+    if args.jobmanager:
+        # The TaskManagers start the Python workers. Otherwise PyFlink, seeing a local target
+        # while planning, serves them from this process ("loopback"), which exits after submit.
+        os.environ["_python_worker_execution_mode"] = "process"
     restore = None if settings.fresh else job.latest_checkpoint(settings.checkpoint_dir)
     try:
         t_env, plan, compiled = validate(settings)
@@ -171,12 +175,19 @@ def cmd_run(args: argparse.Namespace) -> int:
     if errors:
         return _report(errors)
     if args.jobmanager:
-        # The cluster owns checkpoint storage and the state backend (compose: FLINK_PROPERTIES,
-        # /checkpoints shared by JobManager and TaskManagers); this container's .run/ is not
-        # visible there. Python workers on the TaskManagers import udfs/ from /opt/moex.
-        remote = job.streaming_config(settings, None)
-        for key in ("execution.checkpointing.dir", "state.backend.type"):
-            remote.pop(key)
+        if args.checkpoint_dir:
+            # A cluster on this machine (make up-cluster): the folder is shared by the
+            # JobManager, the TaskManagers and this process, so a resubmission resumes from
+            # the newest retained checkpoint there.
+            remote = job.streaming_config(settings, restore)
+        else:
+            # The cluster owns checkpoint storage and the state backend (compose:
+            # FLINK_PROPERTIES, /checkpoints shared by JobManager and TaskManagers); this
+            # container's .run/ is not visible there.
+            remote = job.streaming_config(settings, None)
+            for key in ("execution.checkpointing.dir", "state.backend.type"):
+                remote.pop(key)
+        # Python workers on the TaskManagers import udfs/ from here (compose: /opt/moex).
         remote["python.pythonpath"] = os.environ.get("MOEX_REMOTE_PYTHONPATH", "/opt/moex")
         for key, value in remote.items():
             t_env.get_config().set(key, value)
@@ -185,7 +196,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         t_env.get_config().set("rest.address", host)
         t_env.get_config().set("rest.port", port or "8081")
         job_client = compiled.submit()
-        print(f"runner: job {job_client.get_job_id()} submitted to {args.jobmanager}")
+        resumed = f", resumed from {restore}" if args.checkpoint_dir and restore else ""
+        print(f"runner: job {job_client.get_job_id()} submitted to {args.jobmanager}{resumed}")
         return 0
 
     from runner.reload import LiveJob

@@ -1,8 +1,10 @@
-"""A single-node Kafka 4 broker (KRaft, broker and controller in one JVM) run from the Maven jars.
+"""Kafka 4 brokers (KRaft, broker and controller in one JVM) run from the Maven jars.
 
     python -m stack.kafka start   # foreground, data in .run/kafka (survives restarts)
+    python -m stack.kafka start --node-id 2 --voters 1@9093,2@9095,3@9095 --cluster-id ID ...
 
-Used by `make up` on 127.0.0.1:9092 and by the test session on free ports in a temp folder.
+One node alone serves `make up` (127.0.0.1:9092) and the test session; three nodes sharing a
+static controller quorum serve `make up-cluster` (stack/cluster.py) with replication 3.
 """
 
 from __future__ import annotations
@@ -36,6 +38,37 @@ SINGLE_NODE_SETTINGS = {
     "default.replication.factor": "1",
 }
 
+# A quorum of three: every partition (internal topics too) on all three nodes, a write
+# acknowledged by at least two, and a replica that missed writes never elected leader (it
+# would silently drop them). compose/docker-compose.yml is checked against these.
+REPLICATED_SETTINGS = {
+    "offsets.topic.replication.factor": "3",
+    "offsets.topic.num.partitions": "5",
+    "transaction.state.log.replication.factor": "3",
+    "transaction.state.log.min.isr": "2",
+    "transaction.state.log.num.partitions": "5",
+    "share.coordinator.state.topic.replication.factor": "3",
+    "share.coordinator.state.topic.min.isr": "2",
+    "min.insync.replicas": "2",
+    "default.replication.factor": "3",
+    "unclean.leader.election.enable": "false",
+}
+
+# Settings every node has, alone or in a quorum.
+COMMON_SETTINGS = {
+    "num.partitions": "3",
+    "auto.create.topics.enable": "false",
+    "group.initial.rebalance.delay.ms": "0",
+    # The Flink sink's transactions must fit under this (the connector's own default,
+    # 1 h, does not: sql/ sets properties.transaction.timeout.ms to 10 min).
+    "transaction.max.timeout.ms": "900000",
+}
+
+
+def new_cluster_id() -> str:
+    """A KRaft cluster id: 16 random bytes, URL-safe base64 without padding (22 chars)."""
+    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+
 
 def free_ports(count: int) -> list[int]:
     """Distinct free ports: all sockets stay bound until every port is chosen."""
@@ -68,7 +101,12 @@ def port_open(host: str, port: int) -> bool:
 
 
 class KafkaBroker:
-    """One KRaft node. `start()` formats storage once, launches the JVM and waits until ready."""
+    """One KRaft node. `start()` formats storage once, launches the JVM and waits until ready.
+
+    Alone by default; with `voters` ({node id: controller port}, this node's among them) and a
+    shared `cluster_id` it is one node of a replicated quorum. Nodes of a quorum become ready
+    only together: `launch()` each, then `wait_ready()` each.
+    """
 
     def __init__(
         self,
@@ -78,8 +116,16 @@ class KafkaBroker:
         heap_mb: int = 512,
         log_file: Path | None = None,
         own_process_group: bool = True,
+        node_id: int = 1,
+        voters: dict[int, int] | None = None,
+        cluster_id: str | None = None,
     ) -> None:
         self.data_dir = Path(data_dir)
+        self.node_id = node_id
+        self.voters = voters or {node_id: controller_port}
+        if self.voters.get(node_id) != controller_port:
+            raise ValueError(f"node {node_id} must be a voter on port {controller_port}")
+        self.cluster_id = cluster_id
         self.port = port
         self.controller_port = controller_port
         self.heap_mb = heap_mb
@@ -94,6 +140,10 @@ class KafkaBroker:
         return f"127.0.0.1:{self.port}"
 
     @property
+    def replicated(self) -> bool:
+        return len(self.voters) > 1
+
+    @property
     def config_file(self) -> Path:
         return self.data_dir / "server.properties"
 
@@ -103,23 +153,27 @@ class KafkaBroker:
         return str(KAFKA_JARS / "*")
 
     def write_config(self) -> None:
+        if self.replicated:
+            # A static quorum: every node knows the voters, so all format the same way.
+            quorum = {
+                "controller.quorum.voters": ",".join(
+                    f"{node}@127.0.0.1:{port}" for node, port in sorted(self.voters.items())
+                )
+            }
+        else:
+            quorum = {"controller.quorum.bootstrap.servers": f"127.0.0.1:{self.controller_port}"}
         settings = {
             "process.roles": "broker,controller",
-            "node.id": "1",
-            "controller.quorum.bootstrap.servers": f"127.0.0.1:{self.controller_port}",
+            "node.id": str(self.node_id),
+            **quorum,
             "listeners": f"PLAINTEXT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{self.controller_port}",
             "advertised.listeners": f"PLAINTEXT://127.0.0.1:{self.port}",
             "controller.listener.names": "CONTROLLER",
             "inter.broker.listener.name": "PLAINTEXT",
             "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
             "log.dirs": str(self.data_dir / "log"),
-            "num.partitions": "3",
-            "auto.create.topics.enable": "false",
-            "group.initial.rebalance.delay.ms": "0",
-            # The Flink sink's transactions must fit under this (the connector's own default,
-            # 1 h, does not: sql/ sets properties.transaction.timeout.ms to 10 min).
-            "transaction.max.timeout.ms": "900000",
-            **SINGLE_NODE_SETTINGS,
+            **COMMON_SETTINGS,
+            **(REPLICATED_SETTINGS if self.replicated else SINGLE_NODE_SETTINGS),
         }
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.config_file.write_text("".join(f"{k}={v}\n" for k, v in settings.items()))
@@ -144,12 +198,14 @@ class KafkaBroker:
         """Format the log dir once; a formatted dir keeps its cluster id and data."""
         if (self.data_dir / "log" / "meta.properties").exists():
             return
+        if self.replicated and not self.cluster_id:
+            raise ValueError("nodes of a quorum must share a cluster id")
         # A base64 id may start with "-": pass it as --cluster-id=... so it is not read as a flag.
-        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        cluster_id = self.cluster_id or new_cluster_id()
         cmd = self._java(
             "kafka.tools.StorageTool",
             "format",
-            "--standalone",
+            *([] if self.replicated else ["--standalone"]),
             f"--cluster-id={cluster_id}",
             "-c",
             str(self.config_file),
@@ -162,6 +218,11 @@ class KafkaBroker:
         return self._java("kafka.Kafka", str(self.config_file))
 
     def start(self, timeout_s: float = 90.0) -> None:
+        self.launch()
+        self.wait_ready(timeout_s)
+
+    def launch(self) -> None:
+        """Format if needed and start the JVM; return without waiting for it."""
         if port_open("127.0.0.1", self.port):
             raise RuntimeError(
                 f"port {self.port} is taken: is another Kafka running? (`make down`)"
@@ -176,7 +237,6 @@ class KafkaBroker:
             start_new_session=self.own_process_group,
         )
         log.close()
-        self.wait_ready(timeout_s)
 
     def wait_ready(self, timeout_s: float) -> None:
         """Ready means the broker answers metadata requests, not merely that the port opened."""
@@ -235,11 +295,39 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=int(os.environ.get("KAFKA_PORT", 9092)))
     parser.add_argument("--controller-port", type=int, default=9093)
     parser.add_argument("--heap-mb", type=int, default=int(os.environ.get("KAFKA_HEAP_MB", 512)))
-    args = parser.parse_args(argv)
-    broker = KafkaBroker(
-        args.data_dir, args.port, args.controller_port, args.heap_mb, own_process_group=False
+    parser.add_argument("--node-id", type=int, default=1)
+    parser.add_argument(
+        "--voters", help="the quorum as NODE@CONTROLLER_PORT,... (default: this node alone)"
     )
-    broker.start()
+    parser.add_argument("--cluster-id", help="shared by every node of a quorum")
+    parser.add_argument(
+        "--ready-timeout",
+        type=float,
+        default=float(os.environ.get("KAFKA_READY_TIMEOUT_S", 300)),
+        help="seconds to wait for the broker to answer (log recovery after a crash is slow)",
+    )
+    args = parser.parse_args(argv)
+    voters = None
+    if args.voters:
+        voters = {
+            int(node): int(port)
+            for node, port in (voter.split("@") for voter in args.voters.split(","))
+        }
+    broker = KafkaBroker(
+        args.data_dir,
+        args.port,
+        args.controller_port,
+        args.heap_mb,
+        own_process_group=False,
+        node_id=args.node_id,
+        voters=voters,
+        cluster_id=args.cluster_id,
+    )
+    try:
+        broker.start(timeout_s=args.ready_timeout)
+    except BaseException:
+        broker.stop()  # never leave the JVM running without its supervisor
+        raise
     print(f"kafka: ready on {broker.bootstrap} (data in {args.data_dir})", flush=True)
 
     stop_requested: list[int] = []

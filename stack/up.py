@@ -53,14 +53,15 @@ class Component:
     timeout_s: float
     env: dict[str, str] = field(default_factory=dict)
     process: subprocess.Popen | None = None
+    run_dir: Path = RUN  # logs/ and pids/ live here (tests of the cluster use a temp dir)
 
     @property
     def log_path(self) -> Path:
-        return RUN / "logs" / f"{self.name}.log"
+        return self.run_dir / "logs" / f"{self.name}.log"
 
     @property
     def pid_path(self) -> Path:
-        return RUN / "pids" / f"{self.name}.pid"
+        return self.run_dir / "pids" / f"{self.name}.pid"
 
     def start(self) -> None:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -342,22 +343,9 @@ def up(ports: Ports, producer_args: list[str]) -> int:
     RUN.mkdir(parents=True, exist_ok=True)
     (RUN / "up.pid").write_text(str(os.getpid()))
     started: list[Component] = []
-
-    def shutdown() -> None:
-        print("\nstopping: " + ", ".join(c.name for c in reversed(started)), flush=True)
-        # Producer first (it flushes), Kafka last (the job commits its last transaction).
-        for component in reversed(started):
-            component.stop()
-        (RUN / "up.pid").unlink(missing_ok=True)
-        print("stopped", flush=True)
-
-    def request_stop(signum: int, _frame: object) -> None:
-        raise StopRequested(signum)
-
-    signal.signal(signal.SIGTERM, request_stop)
-    signal.signal(signal.SIGINT, request_stop)
     t0 = time.monotonic()
-    try:
+
+    def stages() -> None:
         # Kafka first; the job, the producer and the gateway need only Kafka, so they start
         # together (the job's planning and Python workers take the longest).
         kafka, *others = components(ports, producer_args)
@@ -391,6 +379,32 @@ MOEX streaming analytics is up ({time.monotonic() - t0:.0f}s):
 Ctrl-C or `make down` stops everything.""",
             flush=True,
         )
+
+    return supervise(started, stages, RUN / "up.pid")
+
+
+def supervise(started: list[Component], stages: Callable[[], None], up_pid: Path) -> int:
+    """Run `stages` (which start components into `started`), then watch them until Ctrl-C or
+    `make down`; stop everything started, in reverse order, when one dies or a stage fails.
+    Shared by `make up` and `make up-cluster` (stack/cluster.py)."""
+
+    def shutdown() -> None:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        print("\nstopping: " + ", ".join(c.name for c in reversed(started)), flush=True)
+        # Producer first (it flushes), Kafka last (the job commits its last transaction).
+        for component in reversed(started):
+            component.stop()
+        up_pid.unlink(missing_ok=True)
+        print("stopped", flush=True)
+
+    def request_stop(signum: int, _frame: object) -> None:
+        raise StopRequested(signum)
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
+    try:
+        stages()
         while True:
             for component in started:
                 if not component.alive():
@@ -400,14 +414,10 @@ Ctrl-C or `make down` stops everything.""",
                     )
             time.sleep(1)
     except StopRequested:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         shutdown()
         return 0
     except (RuntimeError, TimeoutError) as exc:
         print(f" FAILED\n{exc}", file=sys.stderr, flush=True)
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         shutdown()
         return 1
 
@@ -480,10 +490,15 @@ def status() -> int:
         rss = rss_mb(pid) if alive else 0.0
         total += rss
         print(
-            f"{pid_file.stem:10s} pid {pid:<8d} {'running' if alive else 'stopped':8s} {rss:8.0f} MiB"
+            f"{pid_file.stem:13s} pid {pid:<8d} {'running' if alive else 'stopped':8s} {rss:8.0f} MiB"
         )
-    print(f"{'total':10s} {'':22s} {total:8.0f} MiB resident")
+    print(f"{'total':13s} {'':22s} {total:8.0f} MiB resident")
     print(job_status_line(RUN / "runner.json"))
+    if (RUN / "pids" / "jobmanager.pid").exists():
+        from stack.cluster import BUDGET_MIB  # make up-cluster runs: its budget applies
+
+        verdict = "within" if total < BUDGET_MIB else "OVER"
+        print(f"{'':36s} {verdict} the cluster's budget of {BUDGET_MIB} MiB")
     return 0
 
 
@@ -493,7 +508,7 @@ def job_status_line(pid_file: Path) -> str:
     from runner.flink_rest import runner_job_health
 
     health = runner_job_health(pid_file)
-    line = f"{'job':10s} {health['state']}, {health['restarts']} restarts"
+    line = f"{'job':13s} {health['state']}, {health['restarts']} restarts"
     if health["last_exception"]:
         line += f"; last exception: {health['last_exception']}"
     return line

@@ -54,13 +54,15 @@ def topic_names(prefix: str) -> dict[str, int]:
     return names
 
 
-def create_prefixed_topics(bootstrap: str, prefix: str) -> list[str]:
+def create_prefixed_topics(bootstrap: str, prefix: str, replication_factor: int = 1) -> list[str]:
     from kafka.admin import KafkaAdminClient, NewTopic
 
     names = topic_names(prefix)
     admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="faults-admin")
     try:
-        admin.create_topics([NewTopic(name, parts, 1) for name, parts in names.items()])
+        admin.create_topics(
+            [NewTopic(name, parts, replication_factor) for name, parts in names.items()]
+        )
     finally:
         admin.close()
     return list(names)
@@ -728,6 +730,7 @@ class Feeder:
         self.rate = rate
         self.inserts = inserts or {}
         self.sent = 0
+        self.acked = 0  # records the brokers acknowledged (acks=all)
         self.error: BaseException | None = None
         self.failed_sends: list[BaseException] = []
         self._stop = threading.Event()
@@ -749,6 +752,10 @@ class Feeder:
     def _send(self, topic: str, key: bytes | None, value: bytes | None, partition=None) -> None:
         future = self._producer.send(topic, key=key, value=value, partition=partition)
         future.add_errback(self.failed_sends.append)
+        future.add_callback(self._acknowledged)
+
+    def _acknowledged(self, _metadata: object) -> None:
+        self.acked += 1  # on the producer's I/O thread; only read for progress
 
     def _run(self) -> None:
         try:

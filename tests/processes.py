@@ -127,3 +127,20 @@ class Group:
     def log(self, tail: int = 4000) -> str:
         text = self.log_file.read_text(errors="replace") if self.log_file.exists() else ""
         return text[-tail:]
+
+
+def descendants(pid: int) -> set[int]:
+    """Every process below `pid` (children, their children, ...), from /proc."""
+    found, todo = set(), [pid]
+    while todo:
+        parent = todo.pop()
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit():
+                try:
+                    ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+                except (FileNotFoundError, ProcessLookupError, IndexError):
+                    continue
+                if ppid == parent and int(entry.name) not in found:
+                    found.add(int(entry.name))
+                    todo.append(int(entry.name))
+    return found

@@ -1,5 +1,6 @@
-"""compose/ is the scale-out path; no Docker engine runs here, so these tests keep it
-consistent with the local `make up` by reading the files both paths use."""
+"""compose/ is the Docker form of the scale-out path; no Docker engine runs here, so these tests
+keep it consistent with `make up-cluster` (stack/cluster.py, stack/kafka.py: the same layout as
+local processes, exercised by tests/test_faults_cluster.py) by comparing the settings both use."""
 
 from __future__ import annotations
 
@@ -41,6 +42,7 @@ def test_compose_when_versions_compared_then_match_local_pins(env: dict[str, str
     flink_pin = re.search(r"^apache-flink==(\S+)", requirements, re.M).group(1)
     assert env["FLINK_VERSION"] == flink_pin
     assert env["FLINK_CONNECTOR_VERSION"] == pom_property("flink.connector.version")
+    assert pom_property("flink.version") == flink_pin  # the SQL gateway jar of `make sql`
     assert env["FLINK_CONNECTOR_VERSION"].endswith("-" + ".".join(flink_pin.split(".")[:2]))
     assert env["KAFKA_VERSION"] == pom_property("kafka.version")
     assert len(env["KAFKA_CLUSTER_ID"]) == 22
@@ -119,14 +121,62 @@ def test_compose_when_parsed_then_sql_and_udfs_are_mounted_read_only(compose: di
 
 
 def test_compose_when_service_depends_then_dependency_is_healthy_or_done(compose: dict) -> None:
+    """A service starts only once what it needs works: a long-running dependency proves it by
+    a healthcheck, a one-shot (topics, the job submission) by exiting 0. `service_started`
+    would let the gateway start before the job wrote its catalog."""
     services = compose["services"]
     for name, service in services.items():
         for dependency, spec in service.get("depends_on", {}).items():
             condition = spec["condition"]
-            assert condition in (
-                "service_healthy",
-                "service_completed_successfully",
-                "service_started",
-            ), name
             if condition == "service_healthy":
                 assert "healthcheck" in services[dependency], f"{name} waits on {dependency}"
+            elif condition == "service_completed_successfully":
+                assert services[dependency].get("restart") == "on-failure", (
+                    f"{name} waits for {dependency} to finish, but it is a long-running service"
+                )
+            else:
+                pytest.fail(f"{name} depends on {dependency} with {condition}: proves nothing")
+
+
+def kafka_env_name(setting: str) -> str:
+    """The apache/kafka image's spelling of a server.properties key."""
+    return "KAFKA_" + setting.upper().replace(".", "_")
+
+
+def test_compose_when_compared_then_brokers_have_the_local_cluster_settings(compose: dict) -> None:
+    from stack.kafka import COMMON_SETTINGS, REPLICATED_SETTINGS
+
+    for name in ("kafka-1", "kafka-2", "kafka-3"):
+        environment = compose["services"][name]["environment"]
+        for setting, value in {**COMMON_SETTINGS, **REPLICATED_SETTINGS}.items():
+            assert str(environment.get(kafka_env_name(setting))) == value, (name, setting)
+
+
+def test_compose_when_compared_then_flink_has_the_local_cluster_settings(compose: dict) -> None:
+    from stack.cluster import FLINK_SHARED_SETTINGS
+
+    properties = yaml.safe_load(compose["x-flink-properties"])
+    for setting, value in FLINK_SHARED_SETTINGS.items():
+        assert str(properties.get(setting)) == value, setting
+    for name in ("jobmanager", "taskmanager"):
+        assert (
+            compose["services"][name]["environment"]["FLINK_PROPERTIES"]
+            == (compose["x-flink-properties"])
+        )
+
+
+def test_compose_when_compared_then_topics_and_ports_match_the_local_cluster(
+    compose: dict,
+) -> None:
+    from stack.cluster import MIN_INSYNC_REPLICAS, PARALLELISM, REPLICATION_FACTOR, ClusterPorts
+
+    command = compose["services"]["topics"]["command"]
+    assert command[command.index("--replication-factor") + 1] == str(REPLICATION_FACTOR)
+    assert command[command.index("--min-insync-replicas") + 1] == str(MIN_INSYNC_REPLICAS)
+    assert compose["services"]["taskmanager"]["deploy"]["replicas"] == PARALLELISM
+    local = ClusterPorts()
+    services = compose["services"]
+    assert services["kafka-1"]["ports"][0].startswith(f"{local.kafka[0]}:")
+    assert f"{local.flink}:8081" in services["jobmanager"]["ports"]
+    assert f"{local.gateway}:{local.gateway}" in services["gateway"]["ports"]
+

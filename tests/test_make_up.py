@@ -22,6 +22,7 @@ from kafka import KafkaConsumer
 
 from stack.kafka import free_port
 from stack.up import rss_mb
+from tests.processes import descendants
 
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = [pytest.mark.kafka, pytest.mark.flink]
@@ -33,22 +34,6 @@ def _get(url: str) -> tuple[int, bytes]:
             return response.status, response.read()
     except urllib.error.HTTPError as exc:
         return exc.code, exc.read()
-
-
-def _descendants(pid: int) -> set[int]:
-    found, todo = set(), [pid]
-    while todo:
-        parent = todo.pop()
-        for entry in Path("/proc").iterdir():
-            if entry.name.isdigit():
-                try:
-                    ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-                except (FileNotFoundError, ProcessLookupError, IndexError):
-                    continue
-                if ppid == parent and int(entry.name) not in found:
-                    found.add(int(entry.name))
-                    todo.append(int(entry.name))
-    return found
 
 
 def _alive(pid: int) -> bool:
@@ -96,7 +81,7 @@ def test_make_up_when_started_then_stack_serves_and_stops_without_orphans(
             elapsed = time.monotonic() - started
             assert elapsed < 300, f"make up not up in 5 min:\n{log_path.read_text()}"
             time.sleep(1)
-        children = _descendants(supervisor.pid)
+        children = descendants(supervisor.pid)
 
         status, body = _get(f"http://127.0.0.1:{ports['GATEWAY_PORT']}/healthz")
         assert status == 200, body

@@ -26,6 +26,9 @@ SELECT *,
     WHEN seq IS NULL THEN 'missing seq'
     WHEN bids IS NULL THEN 'bids missing or not a list of [price, qty] levels'
     WHEN asks IS NULL THEN 'asks missing or not a list of [price, qty] levels'
+    -- Too late to count: the watermark has passed the end of the snapshot's second, which the
+    -- de-duplication window below would drop without a trace.
+    WHEN TO_TIMESTAMP_LTZ(ts - MOD(ts, 1000) + 999, 3) <= CURRENT_WATERMARK(book_time) THEN 'late'
   END AS reject_reason
 FROM orderbook_raw;
 

@@ -31,6 +31,10 @@ SELECT *,
     WHEN price <= 0 THEN 'price is not positive'
     WHEN qty IS NULL THEN 'missing qty'
     WHEN qty <= 0 THEN 'qty is not positive'
+    -- Too late to count: the watermark has passed the end of the trade's 100-ms slot, so the
+    -- de-duplication window below would drop it without a trace (the one place late trades
+    -- are lost: every later window reads that window's on-time output).
+    WHEN TO_TIMESTAMP_LTZ(ts - MOD(ts, 100) + 99, 3) <= CURRENT_WATERMARK(trade_time) THEN 'late'
   END AS reject_reason
 FROM trades_raw;
 
@@ -41,7 +45,7 @@ SELECT * FROM trades_checked WHERE reject_reason IS NULL;
 -- its copies fall in the same 100-ms slot: a window deduplication per slot is exact, emits each
 -- trade once the watermark passes its slot (insert-only), and frees its state then. (A
 -- ROW_NUMBER over all time would keep one entry per trade forever.) A copy arriving after the
--- watermark has passed its slot is dropped, like any late trade. The slot is short because
+-- watermark has passed its slot is rejected as `late` above, like any late trade. The slot is short because
 -- every result waits for it: with 1-s slots an alert waited up to a second more (issue #7).
 -- Downstream windows use `trade_slot` (the rowtime: last millisecond of the trade's 100-ms
 -- slot), so they must be multiples of 100 ms; `trade_time` keeps the exact time.

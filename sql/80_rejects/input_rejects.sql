@@ -10,6 +10,9 @@
 --    one row per gap, offsets first_offset..last_offset (`make consume` shows them).
 --  * a record that parses but that its source's *_checked view gives a reject_reason (a
 --    missing field, a price or qty not positive): one row each, with its fields in `payload`.
+--  * a trade or book snapshot that arrives after the watermark has passed its slot (reason
+--    `late`): its windows are closed, so it cannot count; one row each, as above. How late a
+--    record may be is the runner's watermark delay (MOEX_WATERMARK_DELAY_MS).
 -- Gaps are exact for topics written without transactions (the producer, kafka-python's
 -- idempotent producer); a transactional writer's commit markers also take offsets and would
 -- show as one-offset gaps. In replay the inputs are files: no offsets, no gap rows.
