@@ -4,6 +4,7 @@ python -m runner run      [--fresh] [--only a,b] [--dry-run] [--jobmanager HOST:
 python -m runner check    validate sql/ with sqlglot and Flink's planner; start nothing
 python -m runner replay   --trades F [--orderbook F] [--status F] --out DIR
 python -m runner reload   validate, then stop the running job with a savepoint and resubmit
+python -m runner backtest --strategy NAME[,NAME|all] --trades F [--orderbook F] --out DIR
 """
 
 from __future__ import annotations
@@ -233,6 +234,12 @@ def cmd_replay(args: argparse.Namespace) -> int:
     return replay(settings, args)
 
 
+def cmd_backtest(args: argparse.Namespace) -> int:
+    from runner.backtest import backtest
+
+    return backtest(_settings(args), args)
+
+
 def cmd_reload(args: argparse.Namespace) -> int:
     from runner.reload import reload
 
@@ -278,6 +285,17 @@ def main(argv: list[str] | None = None) -> int:
     rep.add_argument("--status", type=Path)
     rep.add_argument("--out", required=True, type=Path)
 
+    bt = sub.add_parser("backtest", help="replay files through strategies; write P&L and report")
+    common(bt)
+    bt.add_argument("--strategy", required=True, help="a sql/strategies/ name, several, or all")
+    bt.add_argument("--trades", required=True, type=Path)
+    bt.add_argument("--orderbook", type=Path)
+    bt.add_argument("--status", type=Path)
+    bt.add_argument("--out", required=True, type=Path)
+    bt.add_argument("--commission", type=float, help="rate of each fill's value (default 0.0003)")
+    bt.add_argument("--slippage", type=float, help="entry price premium rate (default 0.0001)")
+    bt.add_argument("--capital", type=float, help="roubles per ticker (default 1,000,000)")
+
     rel = sub.add_parser("reload", help="validate edits, then resubmit from a savepoint")
     common(rel)  # accepted for symmetry; the running runner's own sql dir and outputs are used
     rel.add_argument("--rest-port", type=int, help="ignored: the runner records its port")
@@ -286,5 +304,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command is None:
         args = parser.parse_args(["run", *(argv or sys.argv[1:])])
-    handler = {"run": cmd_run, "check": cmd_check, "replay": cmd_replay, "reload": cmd_reload}
+    handler = {
+        "run": cmd_run,
+        "check": cmd_check,
+        "replay": cmd_replay,
+        "reload": cmd_reload,
+        "backtest": cmd_backtest,
+    }
     return handler[args.command](args)

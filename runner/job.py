@@ -6,6 +6,9 @@ Placeholders the runner fills in (always on one line, so error positions stay tr
                        metadata; NULL in replay, whose inputs are files)
     ${SINK}            connector options of the file's output (Kafka with its guarantee, or files)
     ${WATERMARK_DELAY} / ${KAFKA_BOOTSTRAP} / ${TOPIC_PREFIX}
+    ${STRATEGY_COLUMNS} / ${STRATEGY_PNL:view}
+                       a strategy's sink columns and the SELECT of its fills, position, cash,
+                       equity and drawdown from its signal view (runner/backtest_sql.py)
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from runner import backtest_sql
 from runner.errors import java_message, locate
 from runner.settings import Settings
 from runner.sqlfiles import SqlFile, SqlFileError, Statement, check_header, discover, load
@@ -250,6 +254,10 @@ def substitute(
             return settings.bootstrap
         if key == "TOPIC_PREFIX":
             return settings.topic_prefix
+        if key == "STRATEGY_COLUMNS":
+            return backtest_sql.COLUMNS
+        if key == "STRATEGY_PNL" and arg:
+            return backtest_sql.pnl_select(arg, settings)
         raise SqlFileError(stmt.path, stmt.line, stmt.col, f"unknown placeholder ${{{key}}}")
 
     return PLACEHOLDER.sub(repl, stmt.text)

@@ -50,3 +50,13 @@ class Settings:
     topic_replication_factor: int = int(os.environ.get("MOEX_TOPIC_REPLICATION", 1))
     jobmanager: str | None = None  # HOST:PORT of a remote cluster (compose path)
     job_name: str = "moex-analytics"
+    # Strategies (sql/strategies/, docs/backtest.md). Commission: MOEX's taker fee for TQBR
+    # shares in the main trading mode T+, trading period, 0.03 % of value (0.01725 % trading +
+    # 0.01275 % clearing; moex.com/s428, effective 2022-11-01); a broker's fee comes on top.
+    strategy_commission: float = float(os.environ.get("MOEX_STRATEGY_COMMISSION", 0.0003))
+    # Paid once per round trip, at entry (backtesting.py's `spread`), so it stands for the whole
+    # quoted spread: 1 bp is its order for a TQBR blue chip (SBER's tick, 0.01 RUB on ~300 RUB,
+    # is 0.33 bp); set yours from liquidity_1s (spread_bps / 10,000).
+    strategy_slippage: float = float(os.environ.get("MOEX_STRATEGY_SLIPPAGE", 0.0001))
+    # Roubles each ticker's book starts with; the portfolio starts with this per ticker seen.
+    strategy_capital: float = float(os.environ.get("MOEX_STRATEGY_CAPITAL", 1_000_000))

@@ -123,6 +123,9 @@ def test_load_plan_when_repository_sql_then_every_output_has_header_and_sink() -
         "anomalies",
         "liquidity_1s",
         "input_rejects",
+        "bollinger_breakout_20",  # sql/strategies/ comes after the numbered folders
+        "ema_cross_12_26",
+        "rsi_reversion_14",
     ]
     twins = {o.name for o in plan.outputs if o.twin}
     assert twins == {"signals", "anomalies"}

@@ -161,13 +161,18 @@ def indicators_cases() -> None:
     )
 
 
-def signals_cases() -> None:
-    # Flat, a slide, a rally, a slide: death, golden and death crosses, RSI extremes.
+def flat_slide_rally_slide() -> list[float]:
+    """Flat, a slide, a rally, a slide: death, golden and death crosses, RSI extremes."""
     closes = [100.0 + 0.05 * (k % 3) for k in range(30)]
     closes += [closes[-1] - 0.4 * (k + 1) for k in range(15)]
     closes += [closes[-1] + 0.6 * (k + 1) for k in range(20)]
     closes += [closes[-1] - 0.5 * (k + 1) for k in range(20)]
     closes = [round(c, 2) for c in closes]
+    return closes
+
+
+def signals_cases() -> None:
+    closes = flat_slide_rally_slide()
     t = Trades()
     minute_closes(t, "GMKN", closes)
     minute_closes(t, "PLZL", closes)  # same market, but halted during its last slide
@@ -187,6 +192,23 @@ def signals_cases() -> None:
         {"trades": t.rows, "market_status": status},
         oracle.signals(valid(t.rows), status),
     )
+
+
+def strategies_cases() -> None:
+    """Each strategy on the signals case's market (a flat start, a slide, a rally, a slide) in
+    two tickers with lot sizes 10 and 1: entries, exits, an open position at the end."""
+    closes = flat_slide_rally_slide()
+    t = Trades()
+    minute_closes(t, "GMKN", closes)
+    minute_closes(t, "PLZL", closes, start_minute=3)  # joins the portfolio three minutes late
+    t.rows.sort(key=lambda r: r["ts"])
+    for name in ("ema_cross_12_26", "rsi_reversion_14", "bollinger_breakout_20"):
+        write_case(
+            name,
+            "two_tickers_round_trips",
+            {"trades": t.rows},
+            oracle.strategy(name, valid(t.rows)),
+        )
 
 
 def anomalies_cases() -> None:
@@ -304,6 +326,7 @@ def main() -> None:
     signals_cases()
     anomalies_cases()
     liquidity_cases()
+    strategies_cases()
     for folder in sorted(HERE.glob("*/*/expected.jsonl")):
         count = len(folder.read_text().splitlines())
         print(f"{folder.parent.relative_to(HERE)}: {count} expected rows")

@@ -457,3 +457,119 @@ def input_rejects(inputs: dict[str, list[dict | str]]) -> list[dict]:
                 }
             )
     return out
+
+
+# --- strategies (sql/strategies/, runner/backtest_sql.py) ------------------------------------
+
+STRATEGY_BUDGET = 100_000.0  # roubles per entry, as written in each strategy file
+
+
+def _strategy_signals(name: str, rows: list[dict]) -> list[int | None]:
+    """The decision of each candle: 1 go long, 0 go flat, None keep (from the file headers)."""
+    out: list[int | None] = []
+    for i, r in enumerate(rows):
+        signal = None
+        if name == "ema_cross_12_26" and i > 0:
+            p = rows[i - 1]
+            fast, slow, pfast, pslow = r["ema_12"], r["ema_26"], p["ema_12"], p["ema_26"]
+            if None not in (fast, slow, pfast, pslow):
+                if fast > slow and pfast <= pslow:
+                    signal = 1
+                elif fast <= slow and pfast > pslow:
+                    signal = 0
+        elif name == "rsi_reversion_14" and r["rsi_14"] is not None:
+            signal = 1 if r["rsi_14"] < 30 else 0 if r["rsi_14"] > 70 else None
+        elif name == "bollinger_breakout_20" and r["bb_upper"] is not None:
+            close = float(r["close"])
+            signal = 1 if close > r["bb_upper"] else 0 if close < r["bb_mid"] else None
+        out.append(signal)
+    return out
+
+
+def strategy(
+    name: str,
+    trades: list[dict],
+    commission: float = 0.0003,
+    slippage: float = 0.0001,
+    capital: float = 1_000_000.0,
+) -> list[dict]:
+    """A strategy's rows, simulated candle by candle: the order of candle i fills at the open
+    of candle i+1; an entry at open * (1 + slippage); commission on every fill's value."""
+    from producer.reference import INSTRUMENTS
+
+    candles_by_end = {(b.ticker, iso(b.end)): b for b in bars(trades, 60_000)}
+    indicators = defaultdict(list)
+    for row in indicators_1m(trades):
+        indicators[row["ticker"]].append(row)
+    out = []
+    portfolio: dict[str, dict[str, float]] = defaultdict(dict)  # minute end -> ticker -> book
+    for ticker, rows in indicators.items():
+        if ticker not in INSTRUMENTS:
+            continue
+        lot = INSTRUMENTS[ticker].lot
+        signals = _strategy_signals(name, rows)
+        long, target, pending = False, 0, 0  # pending: the order to fill at the next open
+        position, cash, peak = 0, capital, -math.inf
+        for row, signal in zip(rows, signals, strict=True):
+            bar = candles_by_end[(ticker, row["window_end"])]
+            open_, close = float(bar.open), float(bar.close)
+            fill_lots, fill_price, paid = pending - position, None, 0.0
+            if fill_lots:
+                fill_price = open_ * (1 + slippage) if fill_lots > 0 else open_
+                paid = abs(fill_lots) * lot * fill_price * commission
+                cash -= fill_lots * lot * fill_price + paid
+                position = pending
+            if signal == 1 and not long:
+                long, target = True, math.floor(STRATEGY_BUDGET / (close * lot))
+            elif signal == 0 and long:
+                long, target = False, 0
+            pending = target
+            equity = cash + position * lot * close
+            peak = max(peak, equity)
+            out.append(
+                {
+                    "ticker": ticker,
+                    "window_end": row["window_end"],
+                    "open": bar.open,
+                    "close": bar.close,
+                    "signal": signal,
+                    "target_lots": target,
+                    "position": position,
+                    "lot_size": lot,
+                    "fill_lots": fill_lots,
+                    "fill_price": fill_price,
+                    "commission": paid,
+                    "capital": capital,
+                    "cash": cash,
+                    "equity": equity,
+                    "drawdown": 1 - equity / peak,
+                }
+            )
+            portfolio[row["window_end"]][ticker] = {
+                "commission": paid,
+                "cash": cash,
+                "equity": equity,
+            }
+    last: dict[str, dict[str, float]] = {}
+    peak = -math.inf
+    for end in sorted(portfolio):
+        last.update(portfolio[end])
+        equity = sum(b["equity"] for b in last.values())
+        peak = max(peak, equity)
+        out.append(
+            {
+                "ticker": "*",
+                "window_end": end,
+                **dict.fromkeys(
+                    ("open", "close", "signal", "target_lots", "position", "lot_size"), None
+                ),
+                "fill_lots": None,
+                "fill_price": None,
+                "commission": sum(b["commission"] for b in portfolio[end].values()),
+                "capital": capital * len(last),
+                "cash": sum(b["cash"] for b in last.values()),
+                "equity": equity,
+                "drawdown": 1 - equity / peak,
+            }
+        )
+    return out
