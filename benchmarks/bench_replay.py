@@ -47,6 +47,10 @@ SUMMARY = re.compile(
     r"replayed (?P<trades>\d+) trades, (?P<books>\d+) book snapshots, (?P<status>\d+) status "
     r"changes in (?P<total>[\d.]+) s \((?:planning (?P<planning>[\d.]+) s, )?job (?P<job>[\d.]+) s"
 )
+# "...; JVM start 3.1 s, DDL 2.0 s, optimise and submit 12.5 s)": where planning goes
+PLAN_PARTS = re.compile(
+    r"JVM start (?P<jvm>[\d.]+) s, DDL (?P<ddl>[\d.]+) s, optimise and submit (?P<optimise>[\d.]+) s"
+)
 OUTPUT_LINE = re.compile(r"^\s+(?P<name>\w+)\s+(?P<rows>\d+) rows", re.M)
 TRIVIAL_TRADES = 1000
 RUN_TIMEOUT_S = 900
@@ -158,6 +162,9 @@ def replay_once(work: Path, inputs: Path, label: str) -> dict:
         job_s=float(match["job"]),
         outputs={m["name"]: int(m["rows"]) for m in OUTPUT_LINE.finditer(text)},
     )
+    parts = PLAN_PARTS.search(text)
+    if parts:
+        run["planning_parts_s"] = {k: float(v) for k, v in parts.groupdict().items()}
     return run
 
 
@@ -247,6 +254,13 @@ def run(quick: bool, repeat: int, keep: bool = False, repeat_full: int = 1) -> R
             target=f"<= {TARGET_FIXED_S:.0f} s",
             met=fixed_wall is not None and fixed_wall <= TARGET_FIXED_S,
             runs=[(r["process_wall_s"], r.get("job_s")) for r in trivial_runs],
+        )
+    parts = [r["planning_parts_s"] for r in trivial_runs if "planning_parts_s" in r]
+    if parts:
+        result.row(
+            "  of which JVM start / DDL / optimise + submit (trivial replay)",
+            " / ".join(f"{median(p[k] for p in parts)} s" for k in ("jvm", "ddl", "optimise")),
+            "s",
         )
     pandas_rate = round(events / peer) if peer else None
     result.row(
