@@ -266,8 +266,13 @@ def substitute(
 # --- the Flink side -------------------------------------------------------------------------
 
 
-def prepare_jvm_environment(settings: Settings) -> None:
-    """Cap the JVM and keep its temp files and logs in .run/ (must run before PyFlink starts)."""
+def prepare_jvm_environment(settings: Settings, quick_start: bool = False) -> None:
+    """Cap the JVM and keep its temp files and logs in .run/ (must run before PyFlink starts).
+
+    quick_start: JIT-compile with C1 only. Planning a job is mostly run-once code, and on 2
+    cores the C2 compiler threads took half the CPU of a short replay (docs/performance.md,
+    Engine); a long-running job keeps C2 for its steady state.
+    """
     tmp = RUN / "tmp"
     logs = RUN / "logs" / "flink"
     tmp.mkdir(parents=True, exist_ok=True)
@@ -275,7 +280,8 @@ def prepare_jvm_environment(settings: Settings) -> None:
     os.environ.setdefault(
         "JVM_ARGS",
         f"-Xmx{settings.jvm_heap_mb}m -Xms256m -XX:MaxMetaspaceSize=384m "
-        f"-XX:+UseG1GC -Djava.io.tmpdir={tmp}",
+        f"-XX:+UseG1GC -Djava.io.tmpdir={tmp}"
+        + (" -XX:TieredStopAtLevel=1" if quick_start else ""),
     )
     os.environ.setdefault("FLINK_LOG_DIR", str(logs))
     # Python workers import udfs/ from the repository root.
@@ -284,9 +290,12 @@ def prepare_jvm_environment(settings: Settings) -> None:
 
 
 def create_table_env(
-    settings: Settings, streaming: bool = True, extra: dict[str, str] | None = None
+    settings: Settings,
+    streaming: bool = True,
+    extra: dict[str, str] | None = None,
+    quick_start: bool = False,
 ):
-    prepare_jvm_environment(settings)
+    prepare_jvm_environment(settings, quick_start)
     from pyflink.table import EnvironmentSettings, TableEnvironment
 
     env_settings = (

@@ -12,6 +12,10 @@ The job runs in streaming mode (the live job's semantics: watermarks, windows, M
 and ends when the files are consumed. Each output is written to DIR/<name>.jsonl, one JSON
 object per line exactly as on its topic, sorted by the output's grain then by the whole line.
 Twins (`*_live`) are not written.
+
+While the job runs a line of progress is printed every 5 s: records read per input (the source
+operators' counters in the MiniCluster's REST API), rows written per output (lines in its part
+files so far), the trade rate and the time left at that rate.
 """
 
 from __future__ import annotations
@@ -19,16 +23,21 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 import shutil
 import sys
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
 from runner import job
 from runner.errors import java_message
+from runner.flink_rest import rest as rest_get
 from runner.settings import Settings
+from stack.kafka import free_port
 
 INPUT_FILES = {
     "trades": "trades.jsonl",
@@ -49,6 +58,9 @@ class ReplayResult:
     input_counts: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0  # everything, from reading the inputs to writing the outputs
     plan_seconds: float = 0.0  # DDL, planning and the job's submission to its MiniCluster
+    # ... of which: the JVM and TableEnvironment, the DDL statements (each parsed and
+    # validated), and the optimiser + job submission (statement_set.execute)
+    plan_parts: dict[str, float] = field(default_factory=dict)
     run_seconds: float = 0.0  # the job itself, from submission to its end
 
     @property
@@ -134,6 +146,166 @@ def prepare_input(source: Path | None, kind: str, target: Path) -> int:
     return len(lines)
 
 
+# --- progress -----------------------------------------------------------------------------
+
+# A source operator's record counter, per subtask: "0.Source__trades_raw[1].numRecordsOut"
+SOURCE_COUNTER = re.compile(r"^\d+\.Source__(?P<table>\w+)_raw\[\d+\]\.numRecordsOut$")
+PROGRESS_EVERY_S = 5.0
+REPLAY_CHECKPOINT_INTERVAL = "60 s"
+# Up to this many trades the JVM compiles with C1 only (runner/job.py, quick_start): the job is
+# over before C2's code would pay for its compilation.
+QUICK_START_MAX_TRADES = 100_000
+
+
+class LineCounter:
+    """Lines written so far under a sink's folder, reading only what was appended since the last
+    count (in-progress part files grow; a committed one is renamed once, then counted anew)."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.seen: dict[Path, tuple[int, int]] = {}  # path -> (bytes read, newlines in them)
+
+    def count(self) -> int:
+        if not self.folder.exists():
+            return 0
+        current: dict[Path, tuple[int, int]] = {}
+        for part in self.folder.rglob("*"):
+            try:
+                if not part.is_file():
+                    continue
+                offset, lines = self.seen.get(part, (0, 0))
+                with open(part, "rb") as stream:
+                    stream.seek(offset)
+                    chunk = stream.read()
+                current[part] = (offset + len(chunk), lines + chunk.count(b"\n"))
+            except OSError:
+                continue  # renamed or removed between listing and reading: counted next time
+        self.seen = current
+        return sum(lines for _, lines in current.values())
+
+
+class JobWatcher:
+    """A daemon thread calling `tick` every `every_s` while the replay's job runs."""
+
+    def __init__(self, rest_port: int, job_id: Callable[[], str | None], every_s: float) -> None:
+        self.rest_port = rest_port
+        self.job_id = job_id
+        self.every_s = every_s
+        self.stopped = threading.Event()
+        self.thread = threading.Thread(target=self._run, name=type(self).__name__, daemon=True)
+
+    def start(self) -> JobWatcher:
+        self.thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.stopped.set()
+        if self.thread.ident is not None:
+            self.thread.join(10)
+
+    def tick(self) -> None:
+        raise NotImplementedError
+
+    def _run(self) -> None:
+        due = time.monotonic() + self.every_s
+        while not self.stopped.wait(max(0.0, due - time.monotonic())):
+            due += self.every_s  # a fixed cadence, however long the REST calls take
+            self.tick()
+
+
+class Progress(JobWatcher):
+    """Prints a progress line every `every_s` while the replay's job runs."""
+
+    def __init__(
+        self,
+        rest_port: int,
+        job_id: Callable[[], str | None],
+        totals: dict[str, int],
+        parts_dir: Path,
+        outputs: list[str],
+        every_s: float = PROGRESS_EVERY_S,
+        write: Callable[[str], None] | None = None,
+    ) -> None:
+        super().__init__(rest_port, job_id, every_s)
+        self.totals = totals
+        self.counters = {name: LineCounter(parts_dir / name) for name in outputs}
+        self.write = write or (lambda line: print(line, file=sys.stderr, flush=True))
+        self.started = time.monotonic()
+        self.last = (0.0, 0)  # (seconds, trades read) at the previous line
+
+    def records_read(self) -> dict[str, int]:
+        """Records each source has emitted so far, or {} before the job reports metrics."""
+        job_id = self.job_id()
+        if job_id is None:
+            return {}
+        read: dict[str, int] = {}
+        for vertex in rest_get(self.rest_port, f"/jobs/{job_id}", timeout=5).get("vertices", []):
+            if not vertex.get("name", "").startswith("Source: "):
+                continue
+            base = f"/jobs/{job_id}/vertices/{vertex['id']}/metrics"
+            names = [m["id"] for m in rest_get(self.rest_port, base, timeout=5)]
+            wanted = [n for n in names if SOURCE_COUNTER.match(n)]
+            if not wanted:
+                continue
+            for metric in rest_get(self.rest_port, f"{base}?get={','.join(wanted)}", timeout=5):
+                table = SOURCE_COUNTER.match(metric["id"])["table"]
+                read[table] = read.get(table, 0) + int(float(metric["value"]))
+        return read
+
+    def line(self) -> str:
+        elapsed = time.monotonic() - self.started
+        try:
+            read = self.records_read()
+        except Exception:  # noqa: BLE001 - the MiniCluster is starting or finishing
+            read = {}
+        inputs = ", ".join(
+            f"{name} {read[name]:,}/{total:,}" if name in read else f"{name} ?/{total:,}"
+            for name, total in self.totals.items()
+        )
+        written = ", ".join(f"{name} {c.count():,}" for name, c in self.counters.items())
+        trades, total = read.get("trades"), self.totals.get("trades", 0)
+        pace = "rate and ETA once the sources report"
+        if trades:
+            # The rate since the previous line: the job's start does not drag the ETA.
+            since, before = self.last
+            recent = (trades - before) / (elapsed - since) if trades > before else 0.0
+            rate = recent or trades / elapsed
+            pace = f"{rate:,.0f} trades/s, ETA {(total - trades) / rate:.0f} s"
+            if trades > before:  # REST metrics refresh less often than lines are printed
+                self.last = (elapsed, trades)
+        return f"runner: {elapsed:.0f} s: read {inputs}; written {written}; {pace}"
+
+    def tick(self) -> None:
+        self.write(self.line())
+
+
+class FinalCheckpoints(JobWatcher):
+    """Asks for a checkpoint every second once every source has read its file to the end.
+
+    The filesystem sink commits its files only on checkpoints, and a bounded streaming job ends
+    only after a checkpoint taken when its tasks are done. Periodic checkpoints while the files
+    are read only cost time (each one snapshots every window, OVER and MATCH_RECOGNIZE state),
+    so replay checkpoints rarely and triggers the closing ones itself (POST
+    /jobs/<id>/checkpoints) as soon as the inputs are consumed.
+    """
+
+    def __init__(self, rest_port: int, job_id: Callable[[], str | None]) -> None:
+        super().__init__(rest_port, job_id, every_s=1.0)
+
+    def sources_finished(self, job_id: str) -> bool:
+        vertices = rest_get(self.rest_port, f"/jobs/{job_id}", timeout=5).get("vertices", [])
+        sources = [v for v in vertices if v.get("name", "").startswith("Source: ")]
+        return bool(sources) and all(v.get("status") == "FINISHED" for v in sources)
+
+    def tick(self) -> None:
+        try:
+            job_id = self.job_id()
+            if job_id is not None and self.sources_finished(job_id):
+                rest_get(self.rest_port, f"/jobs/{job_id}/checkpoints", body={}, timeout=5)
+        except Exception:  # noqa: BLE001 - not running yet, one in progress, or job over
+            pass
+
+
 # --- the job --------------------------------------------------------------------------------
 
 
@@ -150,6 +322,7 @@ def run(
     out_dir: Path,
     orderbook: Path | None = None,
     status: Path | None = None,
+    progress_every_s: float | None = None,
 ) -> ReplayResult:
     """Replay the files through sql/ and write DIR/<output>.jsonl; raises PlanError/ReplayInputError."""
     started = time.monotonic()
@@ -169,12 +342,38 @@ def run(
     plan = job.load_plan(settings)
     connectors = job.FileConnectors(settings, inputs, work / "parts")
     planning = time.monotonic()
-    t_env = job.create_table_env(settings, extra=replay_config(settings, work))
+    config = replay_config(settings, work)
+    quick_start = result.input_counts["trades"] <= QUICK_START_MAX_TRADES
+    t_env = job.create_table_env(settings, extra=config, quick_start=quick_start)
+    jvm_ready = time.monotonic()
     statement_set = job.build(t_env, plan, connectors, settings, twins=False)
+    ddl_done = time.monotonic()
     table_result = statement_set.execute()
     running = time.monotonic()
     result.plan_seconds = running - planning
-    table_result.wait()
+    result.plan_parts = {
+        "JVM start": jvm_ready - planning,
+        "DDL": ddl_done - jvm_ready,
+        "optimise and submit": running - ddl_done,
+    }
+    every_s = PROGRESS_EVERY_S if progress_every_s is None else progress_every_s
+    client = table_result.get_job_client()
+    progress = Progress(
+        int(config["rest.port"]),
+        lambda: str(client.get_job_id()) if client is not None else None,
+        result.input_counts,
+        work / "parts",
+        [o.name for o in plan.outputs],
+        every_s=every_s,
+    )
+    closing = FinalCheckpoints(int(config["rest.port"]), progress.job_id).start()
+    if every_s > 0:
+        progress.start()
+    try:
+        table_result.wait()
+    finally:
+        progress.stop()
+        closing.stop()
     result.run_seconds = time.monotonic() - running
 
     for output in plan.outputs:
@@ -190,13 +389,16 @@ def run(
 
 def replay_config(settings: Settings, work: Path) -> dict[str, str]:
     return {
-        # The filesystem sink commits its files on checkpoints; the final one at end of input
-        # (taken as soon as every source has finished) commits the rest.
-        "execution.checkpointing.interval": "1 s",
+        # The filesystem sink commits its files on checkpoints. FinalCheckpoints triggers them
+        # once the inputs are read; the periodic ones are a fallback only (were every 1 s).
+        "execution.checkpointing.interval": REPLAY_CHECKPOINT_INTERVAL,
         "execution.checkpointing.dir": (work / "checkpoints").resolve().as_uri(),
         "pipeline.auto-watermark-interval": "200 ms",
         "restart-strategy.type": "none",
-        "rest.port": "0",
+        # A free port, known, for the progress reporter to read the sources' counters.
+        "rest.port": str(free_port()),
+        # The REST API caches metrics this long (default 10 s): fresh counters every line.
+        "metrics.fetcher.update-interval": "2 s",
     }
 
 
@@ -237,7 +439,9 @@ def replay(settings: Settings, args) -> int:
         f"runner: replayed {counts.get('trades', 0)} trades, {counts.get('orderbook', 0)} book "
         f"snapshots, {counts.get('market_status', 0)} status changes in {result.seconds:.1f} s "
         f"(planning {result.plan_seconds:.1f} s, job {result.run_seconds:.1f} s: "
-        f"{result.trades_per_second:,.0f} trades/s)"
+        f"{result.trades_per_second:,.0f} trades/s; "
+        + ", ".join(f"{name} {seconds:.1f} s" for name, seconds in result.plan_parts.items())
+        + ")"
     )
     width = max(len(name) for name in result.counts) if result.counts else 0
     for name, count in result.counts.items():

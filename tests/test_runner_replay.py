@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 import json
+import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
+from runner import replay
 from runner.cli import main
 from runner.replay import ReplayInputError, csv_trades_to_jsonl, prepare_input, sort_key
+from stack.paths import ROOT
+
+# "runner: 12 s: read trades 1,200/2,000, ...; written candles_1s 40, ...; 100 trades/s, ETA 8 s"
+PROGRESS = re.compile(r"^runner: \d+ s: read trades .*; written .*; ")
 
 CSV = """ticker,ts,price,qty,side,trade_id
 SBER,2025-11-26T07:00:00.250Z,285.10,10,B,101
@@ -95,3 +103,36 @@ def test_replay_cli_when_trades_file_missing_then_exit_2_without_starting(
     code = main(["replay", "--trades", str(tmp_path / "nope.csv"), "--out", str(tmp_path / "o")])
     assert code == 2
     assert "nope.csv: no such file" in capsys.readouterr().err
+
+
+@pytest.mark.flink
+def test_replay_cli_when_job_runs_then_prints_progress_of_every_input_and_output(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    inputs = tmp_path / "in"
+    subprocess.run(
+        [sys.executable, "-m", "producer", "synthetic", "--seed", "3", "--max-events", "2000",
+         "--tickers", "SBER,GAZP", "--out", str(inputs), "--stats-every", "0"],
+        check=True, capture_output=True, cwd=ROOT,
+    )  # fmt: skip
+    monkeypatch.setattr(replay, "PROGRESS_EVERY_S", 0.5)
+    out = tmp_path / "out"
+    code = main(
+        ["replay", "--trades", str(inputs / "trades.jsonl"),
+         "--orderbook", str(inputs / "orderbook.jsonl"),
+         "--status", str(inputs / "market_status.jsonl"),
+         "--out", str(out), "--only", "candles_1s,liquidity_1s"]
+    )  # fmt: skip
+    captured = capsys.readouterr()
+    assert code == 0
+    progress = [line for line in captured.err.splitlines() if PROGRESS.match(line)]
+    assert progress, captured.err[-2000:]
+    for line in progress:
+        assert "trades " in line and "orderbook " in line and "market_status " in line
+        assert "written candles_1s " in line and "liquidity_1s " in line
+    # counts never exceed the inputs' record counts (2,000 trades) nor the final output
+    read = [int(m.replace(",", "")) for m in re.findall(r"trades ([\d,]+)/2,000", captured.err)]
+    assert all(0 <= n <= 2000 for n in read)
+    final = len((out / "candles_1s.jsonl").read_text().splitlines())
+    written = [int(n.replace(",", "")) for n in re.findall(r"candles_1s ([\d,]+)", captured.err)]
+    assert written and all(n <= final for n in written)
