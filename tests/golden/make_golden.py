@@ -14,7 +14,7 @@ import shutil
 from decimal import Decimal
 from pathlib import Path
 
-from tests.golden import oracle
+from tests.golden import algopack_reference, oracle
 
 HERE = Path(__file__).resolve().parent
 T0 = 1764140400000  # 2025-11-26 07:00:00 UTC, 10:00 in Moscow: the main session is open
@@ -296,6 +296,47 @@ def rejects_cases() -> None:
     write_case("input_rejects", "one_per_reason", inputs, oracle.input_rejects(inputs))
 
 
+def tradestats_cases() -> None:
+    """Two tickers with different lot sizes over two 5-minute windows: trades in one second
+    written out of trade-number order, a second with one trade, a window with buys only (no
+    pr_vwap_s), a window with a single trade (no pr_std), a producer retry, a boundary trade."""
+    t = Trades()
+    sides = []
+    for offset, price, qty, trade_id, side in (
+        (1_000, 285.10, 10, 501, "B"),
+        (1_000, 285.00, 5, 500, "S"),  # same second, lower number: the window's open
+        (2_500, 285.30, 7, 502, "B"),
+        (2_700, 285.20, 3, 503, "S"),
+        (4_100, 285.60, 20, 504, "B"),
+        (61_000, 284.90, 12, 505, "S"),
+        (299_999, 285.05, 4, 506, "B"),  # the last millisecond of the first window
+        (300_000, 285.40, 6, 507, "B"),  # the next window: buys only
+        (300_400, 285.50, 8, 508, "B"),
+        (330_000, 285.45, 1, 509, "B"),
+    ):
+        t.add("SBER", T0 + offset, price, qty, trade_id=trade_id)
+        sides.append(side)
+    for offset, price, qty, trade_id, side in (
+        (10_000, 75.12, 300, 700, "S"),
+        (10_200, 75.10, 150, 701, "S"),
+        (11_000, 75.15, 1000, 702, "B"),
+        (200_000, 75.05, 50, 703, "S"),
+        (420_000, 75.00, 10, 704, "B"),  # a window with one trade: pr_std is NULL
+    ):
+        t.add("VTBR", T0 + offset, price, qty, trade_id=trade_id)
+        sides.append(side)
+    for row, side in zip(t.rows, sides, strict=True):
+        row["side"] = side
+    rows: list = sorted(t.rows, key=lambda r: r["ts"])
+    rows.append(dict(t.rows[2]))  # a producer retry: same event_id, dropped
+    write_case(
+        "tradestats_5m",
+        "sides_lots_and_boundaries",
+        {"trades": rows},
+        algopack_reference.tradestats_5m(valid(rows)),
+    )
+
+
 def main() -> None:
     rejects_cases()
     candles_cases()
@@ -304,6 +345,7 @@ def main() -> None:
     signals_cases()
     anomalies_cases()
     liquidity_cases()
+    tradestats_cases()
     for folder in sorted(HERE.glob("*/*/expected.jsonl")):
         count = len(folder.read_text().splitlines())
         print(f"{folder.parent.relative_to(HERE)}: {count} expected rows")
