@@ -121,6 +121,7 @@ def test_load_plan_when_repository_sql_then_every_output_has_header_and_sink() -
         "indicators_1m",
         "signals",
         "anomalies",
+        "obstats_5m",
         "tradestats_5m",
         "liquidity_1s",
         "input_rejects",

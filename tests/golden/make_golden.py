@@ -337,6 +337,35 @@ def tradestats_cases() -> None:
     )
 
 
+def obstats_cases() -> None:
+    """Deep SBER books (lot 10: 1 mio roubles is reached inside 10 levels, the last level in
+    part), a thin one (no spread_lv10), one with no asks (no spreads), a duplicate; a VTBR book
+    (lot 1) too shallow for 1 mio; two windows."""
+
+    def book(seq: int, ts: int, bids: list, asks: list, ticker: str = "SBER") -> dict:
+        return {"event_id": f"{ticker}:B:{seq}", "ticker": ticker, "ts": ts, "seq": seq,
+                "bids": bids, "asks": asks}  # fmt: skip
+
+    bids = [[285.00 - 0.01 * k, 40 + 5 * k] for k in range(10)]
+    asks = [[285.03 + 0.01 * k, 30 + 7 * k] for k in range(10)]
+    books = [
+        book(1, T0 + 100, bids, asks),
+        book(2, T0 + 1_100, [[285.01, 3]] + bids[:9], asks),
+        book(3, T0 + 62_000, bids[:4], asks[:6]),  # thin: no 10th level, 1 mio not reached
+        book(4, T0 + 299_999, bids, []),  # no asks
+        book(5, T0 + 300_000, bids, asks),  # the next window
+        book(1, T0 + 500, [[75.10, 900], [75.09, 1200]], [[75.12, 400], [75.13, 2000]], "VTBR"),
+        book(2, T0 + 1_500, [[75.10, 20000]], [[75.12, 500], [75.13, 30000]], "VTBR"),
+    ]
+    books.append(dict(books[1]))  # a duplicate snapshot is dropped
+    write_case(
+        "obstats_5m",
+        "depth_thin_books_and_one_mio",
+        {"orderbook": books},
+        algopack_reference.obstats_5m(books),
+    )
+
+
 def main() -> None:
     rejects_cases()
     candles_cases()
@@ -346,6 +375,7 @@ def main() -> None:
     anomalies_cases()
     liquidity_cases()
     tradestats_cases()
+    obstats_cases()
     for folder in sorted(HERE.glob("*/*/expected.jsonl")):
         count = len(folder.read_text().splitlines())
         print(f"{folder.parent.relative_to(HERE)}: {count} expected rows")
