@@ -366,6 +366,44 @@ def obstats_cases() -> None:
     )
 
 
+def alerts_market() -> list[dict]:
+    """Two tickers, 80 minutes of three small trades a minute, then: at minute 30 both sell 500
+    lots (volume and net-volume alerts on two tickers in one minute), at 45 SBER jumps +3 %
+    inside the minute, at 50 SBER has no trade (no 5-minute outcome of the jump), at 60 GAZP
+    falls 3 %. The first 5 minutes are the warm-up; until the history is long the _max/_min
+    types fire often, as documented."""
+    rng = random.Random(14)
+    t = Trades()
+    for ticker, price in (("SBER", 285.0), ("GAZP", 130.0)):
+        for minute in range(80):
+            if ticker == "SBER" and minute == 50:
+                continue
+            for k, second in enumerate((5, 25, 45)):
+                step = rng.choice((-0.02, -0.01, 0.0, 0.01, 0.02))
+                if ticker == "SBER" and minute == 45 and k == 1:
+                    step = round(price * 0.03, 2)
+                if ticker == "GAZP" and minute == 60 and k == 1:
+                    step = -round(price * 0.03, 2)
+                price = round(price + step, 2)
+                qty = 500 if minute == 30 else rng.randint(5, 15)
+                row = t.add(ticker, T0 + minute * 60_000 + second * 1000 + rng.randint(0, 999),
+                            price, qty)  # fmt: skip
+                row["side"] = "S" if minute == 30 else rng.choice("BS")
+    return sorted(t.rows, key=lambda r: r["ts"])
+
+
+def alerts_cases() -> None:
+    rows = alerts_market()
+    trades = valid(rows)
+    for output, rows_of in (
+        ("alerts_1m", algopack_reference.alerts_1m),
+        ("alerts_1m_outcomes", algopack_reference.alerts_1m_outcomes),
+        ("alerts_1m_stats", algopack_reference.alerts_1m_stats),
+    ):
+        expected = algopack_reference.public(rows_of(trades))
+        write_case(output, "surge_jump_gap_and_ties", {"trades": rows}, expected)
+
+
 def main() -> None:
     rejects_cases()
     candles_cases()
@@ -376,6 +414,7 @@ def main() -> None:
     liquidity_cases()
     tradestats_cases()
     obstats_cases()
+    alerts_cases()
     for folder in sorted(HERE.glob("*/*/expected.jsonl")):
         count = len(folder.read_text().splitlines())
         print(f"{folder.parent.relative_to(HERE)}: {count} expected rows")
