@@ -121,6 +121,11 @@ def test_load_plan_when_repository_sql_then_every_output_has_header_and_sink() -
         "indicators_1m",
         "signals",
         "anomalies",
+        "alerts_1m",
+        "alerts_1m_outcomes",
+        "alerts_1m_stats",
+        "obstats_5m",
+        "tradestats_5m",
         "liquidity_1s",
         "input_rejects",
         "bollinger_breakout_20",  # sql/strategies/ comes after the numbered folders
@@ -128,7 +133,7 @@ def test_load_plan_when_repository_sql_then_every_output_has_header_and_sink() -
         "rsi_reversion_14",
     ]
     twins = {o.name for o in plan.outputs if o.twin}
-    assert twins == {"signals", "anomalies"}
+    assert twins == {"signals", "anomalies", "alerts_1m"}
     assert all(o.guarantee == "exactly-once" for o in plan.outputs)
 
 

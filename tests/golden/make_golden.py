@@ -14,7 +14,7 @@ import shutil
 from decimal import Decimal
 from pathlib import Path
 
-from tests.golden import oracle
+from tests.golden import algopack_reference, oracle
 
 HERE = Path(__file__).resolve().parent
 T0 = 1764140400000  # 2025-11-26 07:00:00 UTC, 10:00 in Moscow: the main session is open
@@ -318,6 +318,114 @@ def rejects_cases() -> None:
     write_case("input_rejects", "one_per_reason", inputs, oracle.input_rejects(inputs))
 
 
+def tradestats_cases() -> None:
+    """Two tickers with different lot sizes over two 5-minute windows: trades in one second
+    written out of trade-number order, a second with one trade, a window with buys only (no
+    pr_vwap_s), a window with a single trade (no pr_std), a producer retry, a boundary trade."""
+    t = Trades()
+    sides = []
+    for offset, price, qty, trade_id, side in (
+        (1_000, 285.10, 10, 501, "B"),
+        (1_000, 285.00, 5, 500, "S"),  # same second, lower number: the window's open
+        (2_500, 285.30, 7, 502, "B"),
+        (2_700, 285.20, 3, 503, "S"),
+        (4_100, 285.60, 20, 504, "B"),
+        (61_000, 284.90, 12, 505, "S"),
+        (299_999, 285.05, 4, 506, "B"),  # the last millisecond of the first window
+        (300_000, 285.40, 6, 507, "B"),  # the next window: buys only
+        (300_400, 285.50, 8, 508, "B"),
+        (330_000, 285.45, 1, 509, "B"),
+    ):
+        t.add("SBER", T0 + offset, price, qty, trade_id=trade_id)
+        sides.append(side)
+    for offset, price, qty, trade_id, side in (
+        (10_000, 75.12, 300, 700, "S"),
+        (10_200, 75.10, 150, 701, "S"),
+        (11_000, 75.15, 1000, 702, "B"),
+        (200_000, 75.05, 50, 703, "S"),
+        (420_000, 75.00, 10, 704, "B"),  # a window with one trade: pr_std is NULL
+    ):
+        t.add("VTBR", T0 + offset, price, qty, trade_id=trade_id)
+        sides.append(side)
+    for row, side in zip(t.rows, sides, strict=True):
+        row["side"] = side
+    rows: list = sorted(t.rows, key=lambda r: r["ts"])
+    rows.append(dict(t.rows[2]))  # a producer retry: same event_id, dropped
+    write_case(
+        "tradestats_5m",
+        "sides_lots_and_boundaries",
+        {"trades": rows},
+        algopack_reference.tradestats_5m(valid(rows)),
+    )
+
+
+def obstats_cases() -> None:
+    """Deep SBER books (lot 10: 1 mio roubles is reached inside 10 levels, the last level in
+    part), a thin one (no spread_lv10), one with no asks (no spreads), a duplicate; a VTBR book
+    (lot 1) too shallow for 1 mio; two windows."""
+
+    def book(seq: int, ts: int, bids: list, asks: list, ticker: str = "SBER") -> dict:
+        return {"event_id": f"{ticker}:B:{seq}", "ticker": ticker, "ts": ts, "seq": seq,
+                "bids": bids, "asks": asks}  # fmt: skip
+
+    bids = [[285.00 - 0.01 * k, 40 + 5 * k] for k in range(10)]
+    asks = [[285.03 + 0.01 * k, 30 + 7 * k] for k in range(10)]
+    books = [
+        book(1, T0 + 100, bids, asks),
+        book(2, T0 + 1_100, [[285.01, 3]] + bids[:9], asks),
+        book(3, T0 + 62_000, bids[:4], asks[:6]),  # thin: no 10th level, 1 mio not reached
+        book(4, T0 + 299_999, bids, []),  # no asks
+        book(5, T0 + 300_000, bids, asks),  # the next window
+        book(1, T0 + 500, [[75.10, 900], [75.09, 1200]], [[75.12, 400], [75.13, 2000]], "VTBR"),
+        book(2, T0 + 1_500, [[75.10, 20000]], [[75.12, 500], [75.13, 30000]], "VTBR"),
+    ]
+    books.append(dict(books[1]))  # a duplicate snapshot is dropped
+    write_case(
+        "obstats_5m",
+        "depth_thin_books_and_one_mio",
+        {"orderbook": books},
+        algopack_reference.obstats_5m(books),
+    )
+
+
+def alerts_market() -> list[dict]:
+    """Two tickers, 80 minutes of three small trades a minute, then: at minute 30 both sell 500
+    lots (volume and net-volume alerts on two tickers in one minute), at 45 SBER jumps +3 %
+    inside the minute, at 50 SBER has no trade (no 5-minute outcome of the jump), at 60 GAZP
+    falls 3 %. The first 5 minutes are the warm-up; until the history is long the _max/_min
+    types fire often, as documented."""
+    rng = random.Random(14)
+    t = Trades()
+    for ticker, price in (("SBER", 285.0), ("GAZP", 130.0)):
+        for minute in range(80):
+            if ticker == "SBER" and minute == 50:
+                continue
+            for k, second in enumerate((5, 25, 45)):
+                step = rng.choice((-0.02, -0.01, 0.0, 0.01, 0.02))
+                if ticker == "SBER" and minute == 45 and k == 1:
+                    step = round(price * 0.03, 2)
+                if ticker == "GAZP" and minute == 60 and k == 1:
+                    step = -round(price * 0.03, 2)
+                price = round(price + step, 2)
+                qty = 500 if minute == 30 else rng.randint(5, 15)
+                row = t.add(ticker, T0 + minute * 60_000 + second * 1000 + rng.randint(0, 999),
+                            price, qty)  # fmt: skip
+                row["side"] = "S" if minute == 30 else rng.choice("BS")
+    return sorted(t.rows, key=lambda r: r["ts"])
+
+
+def alerts_cases() -> None:
+    rows = alerts_market()
+    trades = valid(rows)
+    for output, rows_of in (
+        ("alerts_1m", algopack_reference.alerts_1m),
+        ("alerts_1m_outcomes", algopack_reference.alerts_1m_outcomes),
+        ("alerts_1m_stats", algopack_reference.alerts_1m_stats),
+    ):
+        expected = algopack_reference.public(rows_of(trades))
+        write_case(output, "surge_jump_gap_and_ties", {"trades": rows}, expected)
+
+
 def main() -> None:
     rejects_cases()
     candles_cases()
@@ -327,6 +435,9 @@ def main() -> None:
     anomalies_cases()
     liquidity_cases()
     strategies_cases()
+    tradestats_cases()
+    obstats_cases()
+    alerts_cases()
     for folder in sorted(HERE.glob("*/*/expected.jsonl")):
         count = len(folder.read_text().splitlines())
         print(f"{folder.parent.relative_to(HERE)}: {count} expected rows")
