@@ -22,6 +22,7 @@ from kafka import KafkaConsumer
 
 from stack.kafka import free_port
 from stack.up import rss_mb
+from tests.environ import clean_environ
 from tests.processes import descendants
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -54,7 +55,7 @@ def test_make_up_when_started_then_stack_serves_and_stops_without_orphans(
         "FLINK_REST_PORT": free_port(),
         "GATEWAY_PORT": free_port(),
     }
-    env = {**os.environ, **{k: str(v) for k, v in ports.items()}, "MOEX_RUN_DIR": str(run_dir)}
+    env = {**clean_environ(), **{k: str(v) for k, v in ports.items()}, "MOEX_RUN_DIR": str(run_dir)}
     log_path = test_output_dir / "make_up.log"
     log = open(log_path, "w")
     supervisor = subprocess.Popen(

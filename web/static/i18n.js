@@ -215,8 +215,8 @@ window.MOEX_I18N = {
     "liq.chart.title": "спред в базисных пунктах за последние минуты",
     "feed": "Сигналы и аномалии",
 
-    "job.banner": "Задание Flink: {state} (перезапусков с начала: {restarts}). {exception}",
-    "job.restarted": "Задание Flink перезапускалось {count} раз(а), пока открыта страница; сейчас: {state}. {exception}",
+    "job.banner": "Потоковое задание: {state} (перезапусков с начала: {restarts}). {exception}",
+    "job.restarted": "Потоковое задание перезапускалось {count} раз(а), пока открыта страница; сейчас: {state}. {exception}",
     "job.state.RUNNING": "работает",
     "job.state.RESTARTING": "перезапускается",
     "job.state.FAILED": "упало",
