@@ -28,7 +28,7 @@ from gateway.rows import format_instant, parse_instant
 RECORDED = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "recorded"
 MINUTE_MS = 60_000
 # The instant a row is "at", for splitting a session into minutes: the first one a row has.
-ROW_TIME_COLUMNS = ("window_end", "end_ts", "ts")
+ROW_TIME_COLUMNS = ("window_end", "end_ts", "ts", "alert_time", "outcome_time")
 
 
 @dataclass(frozen=True)
@@ -71,9 +71,11 @@ class Recording:
                 )
         event_id = row.get("event_id")
         if isinstance(event_id, str):
-            head, _, tail = event_id.rpartition(":")
-            if head and tail.isdigit():
-                moved["event_id"] = f"{head}:{int(tail) + delta_ms}"
+            # The job's ids are `ticker:kind:<epoch ms>[:<horizon>]`: move the instant only.
+            parts = event_id.split(":")
+            moved["event_id"] = ":".join(
+                str(int(p) + delta_ms) if p.isdigit() and len(p) >= 12 else p for p in parts
+            )
         return moved
 
     def catalog_for(self, topics: dict[str, str]) -> dict:

@@ -97,4 +97,5 @@ def test_recorded_rows_when_shifted_then_last_candle_ends_at_the_minute_and_ids_
 
 def test_recorded_folder_when_listed_then_small_enough_to_commit() -> None:
     size = sum(p.stat().st_size for p in Path(RECORDED).iterdir())
-    assert size < 600_000, f"{size} bytes: lower MAX_ROWS_PER_TICKER in tests/fixtures/record.py"
+    # ~50 KB per stream: 15 streams since the AlgoPack and strategy outputs (840 KB recorded).
+    assert size < 900_000, f"{size} bytes: lower MAX_ROWS_PER_TICKER in tests/fixtures/record.py"
