@@ -277,9 +277,11 @@ def prepare_jvm_environment(settings: Settings, quick_start: bool = False) -> No
     logs = RUN / "logs" / "flink"
     tmp.mkdir(parents=True, exist_ok=True)
     logs.mkdir(parents=True, exist_ok=True)
+    # Metaspace: one JVM may plan and run many jobs (the test session runs ~60, each MiniCluster
+    # loading its own Pekko and generated classes); 384m ran out after ~50 of them.
     os.environ.setdefault(
         "JVM_ARGS",
-        f"-Xmx{settings.jvm_heap_mb}m -Xms256m -XX:MaxMetaspaceSize=384m "
+        f"-Xmx{settings.jvm_heap_mb}m -Xms256m -XX:MaxMetaspaceSize=1024m "
         f"-XX:+UseG1GC -Djava.io.tmpdir={tmp}"
         + (" -XX:TieredStopAtLevel=1" if quick_start else ""),
     )
