@@ -36,7 +36,13 @@ pytestmark = [
 
 CHROMIUM = "/usr/bin/chromium"
 STRATEGIES = ["ema_cross_12_26", "rsi_reversion_14", "bollinger_breakout_20"]
-SUPER_CANDLES = ["tradestats_5m", "obstats_5m", "alerts_1m", "alerts_1m_outcomes"]
+SUPER_CANDLES = [
+    "tradestats_5m",
+    "obstats_5m",
+    "alerts_1m",
+    "alerts_1m_outcomes",
+    "alerts_1m_stats",
+]
 STREAMS = [
     "candles_1m",
     "indicators_1m",
@@ -702,6 +708,26 @@ def test_ticker_page_when_algopack_and_strategy_rows_sent_then_panels_show_the_l
                     change = by_alert.get((alert_id, horizon))
                     want = "…" if change is None else en_number(change, 2, signed=True)
                     assert cells[3 + i] == want, (alert_id, horizon, cells)
+
+            # The type's tooltip: the latest alerts_1m_stats row of each horizon, as the job wrote it.
+            alert_id = shown[0][0]
+            alert_type = next(a["alert_type"] for a in alerts if a["event_id"] == alert_id)
+            stats = [r for r in sample_feed.published["alerts_1m_stats"] if r["ticker"] == "SBER"]
+            tooltip = page.evaluate(
+                f"document.querySelector('#sc-alerts tr[data-alert=\"{alert_id}\"] td.wrap').title"
+            )
+            for horizon in [5, 15, 30, 60]:
+                rows = [
+                    r
+                    for r in stats
+                    if r["alert_type"] == alert_type and r["horizon_min"] == horizon
+                ]
+                if rows:
+                    st = max(rows, key=lambda r: r["outcome_time"])
+                    assert f"after {horizon} min, this session: {st['rises']} rises" in tooltip
+                    assert f"{st['falls']} falls" in tooltip
+                else:
+                    assert f"after {horizon} min" not in tooltip
 
             for strategy in STRATEGIES:
                 own = latest(sample_feed, strategy, "SBER")

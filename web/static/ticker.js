@@ -231,7 +231,12 @@
   const MAX_WINDOWS = 120;  // 5-minute windows: a 10-hour session
   const MAX_ALERTS = 8;
   const HORIZONS = [5, 15, 30, 60];
-  const superCandles = { trades: [], books: [], alerts: new Map(), outcomes: new Map(), dirty: true };
+  const superCandles = { trades: [], books: [], alerts: new Map(), outcomes: new Map(), stats: new Map(), dirty: true };
+  function statsText(type) {
+    return HORIZONS.map((h) => superCandles.stats.get(`${type}:${h}`)).filter(Boolean).map((st) => tr("sc.stats", {
+      horizon: st.horizon_min, rises: st.rises, rise_avg: num(st.rise_avg, 2, true), falls: st.falls, fall_avg: num(st.fall_avg, 2, true),
+    })).join("\n");
+  }
   const superPanel = {
     id: "super",
     streams: {
@@ -259,6 +264,15 @@
         if (row.ticker !== TICKER) return;
         if (!superCandles.outcomes.has(row.alert_id)) superCandles.outcomes.set(row.alert_id, {});
         superCandles.outcomes.get(row.alert_id)[row.horizon_min] = row.change_pct;
+        superCandles.dirty = true;
+      } },
+      // How this alert type has played out so far this session, per horizon: the type cell's tooltip.
+      alerts_1m_stats: { history: 200, apply(row) {
+        const t = ms(row.outcome_time);
+        if (!isFinite(t) || row.ticker !== TICKER) return;
+        const key = `${row.alert_type}:${row.horizon_min}`;
+        const current = superCandles.stats.get(key);
+        if (!current || t >= current.t) superCandles.stats.set(key, { ...row, t });
         superCandles.dirty = true;
       } },
     },
@@ -315,7 +329,7 @@
       $("sc-alerts").tBodies[0].replaceChildren(...latest.map((alert) => {
         const outcomes = superCandles.outcomes.get(alert.id) || {};
         return el("tr", { "data-alert": alert.id },
-          el("td", {}, shortClock(alert.t)), el("td", { class: "wrap" }, M.alertName(alert.type)),
+          el("td", {}, shortClock(alert.t)), el("td", { class: "wrap", title: statsText(alert.type) }, M.alertName(alert.type)),
           el("td", { class: "num" }, `${num(alert.value, 0)} / ${num(alert.threshold, 0)}`),
           ...HORIZONS.map((h) => el("td", { class: `num ${outcomes[h] > 0 ? "up" : outcomes[h] < 0 ? "down" : ""}` },
             outcomes[h] == null ? "…" : num(outcomes[h], 2, true))));
@@ -339,6 +353,8 @@
     }
     strategies.dirty = true;
   }
+  // Drawdown as a signed percent below the peak, rounded first so a tiny one reads 0.00, not -0.00.
+  const drawdownText = (fraction) => `${num(-Math.round(10000 * fraction) / 100 || 0, 2, true)} %`;
   const strategyPanel = {
     id: "strategies",
     streams: Object.fromEntries(STRATEGIES.map((name) => [name, { history: 200, apply: (row) => applyStrategy(name, row) }])),
@@ -361,14 +377,14 @@
         if (own) {
           cell("position").textContent = num(own.position, 0);
           cell("equity").textContent = num(own.equity, 0);
-          cell("drawdown").textContent = `${own.drawdown > 0 ? "−" : ""}${num(100 * own.drawdown, 2)} %`;
+          cell("drawdown").textContent = drawdownText(own.drawdown);
         }
         // A fill happens at its candle's open: window_end − 1 minute.
         if (fill) {
           cell("fill").textContent = `${tr(fill.fill_lots > 0 ? "st.buy" : "st.sell")} ${num(Math.abs(fill.fill_lots), 0)} × ${price(fill.fill_price)} ${shortClock(fill.t - MINUTE_MS)}`;
         }
         if (portfolio) {
-          cell("portfolio").textContent = `${num(portfolio.equity, 0)} (${portfolio.drawdown > 0 ? "−" : ""}${num(100 * portfolio.drawdown, 2)} %)`;
+          cell("portfolio").textContent = `${num(portfolio.equity, 0)} (${drawdownText(portfolio.drawdown)})`;
         }
       }
     },
