@@ -35,7 +35,24 @@ pytestmark = [
 ]
 
 CHROMIUM = "/usr/bin/chromium"
-STREAMS = ["candles_1m", "indicators_1m", "signals", "anomalies", "liquidity_1s", "market_status"]
+STRATEGIES = ["ema_cross_12_26", "rsi_reversion_14", "bollinger_breakout_20"]
+SUPER_CANDLES = [
+    "tradestats_5m",
+    "obstats_5m",
+    "alerts_1m",
+    "alerts_1m_outcomes",
+    "alerts_1m_stats",
+]
+STREAMS = [
+    "candles_1m",
+    "indicators_1m",
+    "signals",
+    "anomalies",
+    "liquidity_1s",
+    "market_status",
+    *SUPER_CANDLES,
+    *STRATEGIES,
+]
 HEARTBEAT_S = 2
 # How long a page may take to load and draw its history. Generous: on a machine shared with
 # other jobs (load average 40-140 measured here) Chromium alone can take 20 s to answer one
@@ -50,6 +67,9 @@ TOPIC_KEYS = [
     "anomalies_live",
     "liquidity_1s",
     "market_status",
+    *SUPER_CANDLES,
+    "alerts_1m_live",
+    *STRATEGIES,
 ]
 
 
@@ -615,6 +635,127 @@ def test_pages_when_browser_prefers_russian_then_no_english_label_russian_number
             wait_overview(page, expected, "the English overview")
             assert page.state()["lang"] == "en"
             assert page.evaluate("document.documentElement.lang") == "en"
+            assert page.errors == []
+    finally:
+        gateway.stop()
+
+
+# --- the super candle and strategy panels ---
+
+
+def latest(feed: Feed, stream: str, ticker: str, time_column: str = "window_end") -> dict:
+    return max(
+        (r for r in feed.published[stream] if r["ticker"] == ticker), key=lambda r: r[time_column]
+    )
+
+
+def en_number(value: float, digits: int = 0, signed: bool = False) -> str:
+    """The page's English number format (Intl en-US): comma thousands, fixed decimals, and with
+    `signed` a sign except on zero."""
+    if round(value, digits) == 0:
+        return f"{0:,.{digits}f}"
+    return f"{value:{'+' if signed else ''},.{digits}f}"
+
+
+def test_ticker_page_when_algopack_and_strategy_rows_sent_then_panels_show_the_latest_values(
+    sample_feed: Feed, chromium: Chromium, test_output_dir: Path
+) -> None:
+    trades = latest(sample_feed, "tradestats_5m", "SBER")
+    book = latest(sample_feed, "obstats_5m", "SBER")
+    alerts = [r for r in sample_feed.published["alerts_1m"] if r["ticker"] == "SBER"]
+    outcomes = [r for r in sample_feed.published["alerts_1m_outcomes"] if r["ticker"] == "SBER"]
+    assert alerts and outcomes  # the recording has SBER alerts and their outcomes
+    gateway = start_gateway(sample_feed)
+    try:
+        with dashboard(chromium, f"{gateway.url}/ticker/SBER") as page:
+            wait_drawn(page, sample_feed, "SBER", "the ticker page")
+
+            def panels_filled() -> dict | None:
+                state = page.last_state = page.state()
+                ready = (
+                    state.get("superWindows") == sample_feed.count("tradestats_5m", "SBER")
+                    and state.get("bookWindows") == sample_feed.count("obstats_5m", "SBER")
+                    and state.get("alerts") == len(alerts)
+                    and state.get("outcomes") == len(outcomes)
+                    and all(state.get("strategies", {}).get(s) for s in STRATEGIES)
+                )
+                return state if ready else None
+
+            wait_for(panels_filled, PAGE_READY_S, "both panels filled with every SBER row")
+
+            def text(css: str) -> str:
+                return page.evaluate(f"document.querySelector({json.dumps(css)}).textContent")
+
+            assert text("#sc-vol-b") == en_number(trades["vol_b"])
+            assert text("#sc-vol-s") == en_number(trades["vol_s"])
+            assert text("#sc-disb") == en_number(trades["disb"], 2, signed=True)
+            assert text("#sc-spread-bbo") == f"{book['spread_bbo']:.1f} bps"
+            assert text("#sc-spread-1mio") == f"{book['spread_1mio']:.1f} bps"
+            # The newest alerts, each with the outcomes the job wrote for it ("…" until then).
+            newest_first = sorted(alerts, key=lambda r: r["alert_time"], reverse=True)
+            shown = page.evaluate(
+                "[...document.querySelectorAll('#sc-alerts tbody tr')].map((tr) =>"
+                " [tr.dataset.alert, ...[...tr.cells].map((c) => c.textContent)])"
+            )
+            assert len(shown) == min(8, len(alerts))
+            assert shown[0][0] in {
+                a["event_id"] for a in alerts if a["alert_time"] == newest_first[0]["alert_time"]
+            }
+            by_alert = {(o["alert_id"], o["horizon_min"]): o["change_pct"] for o in outcomes}
+            for alert_id, *cells in shown:
+                assert alert_id in {a["event_id"] for a in newest_first[: len(shown) + 8]}
+                for i, horizon in enumerate([5, 15, 30, 60]):
+                    change = by_alert.get((alert_id, horizon))
+                    want = "…" if change is None else en_number(change, 2, signed=True)
+                    assert cells[3 + i] == want, (alert_id, horizon, cells)
+
+            # The type's tooltip: the latest alerts_1m_stats row of each horizon, as the job wrote it.
+            alert_id = shown[0][0]
+            alert_type = next(a["alert_type"] for a in alerts if a["event_id"] == alert_id)
+            stats = [r for r in sample_feed.published["alerts_1m_stats"] if r["ticker"] == "SBER"]
+            tooltip = page.evaluate(
+                f"document.querySelector('#sc-alerts tr[data-alert=\"{alert_id}\"] td.wrap').title"
+            )
+            for horizon in [5, 15, 30, 60]:
+                rows = [
+                    r
+                    for r in stats
+                    if r["alert_type"] == alert_type and r["horizon_min"] == horizon
+                ]
+                if rows:
+                    st = max(rows, key=lambda r: r["outcome_time"])
+                    assert f"after {horizon} min, this session: {st['rises']} rises" in tooltip
+                    assert f"{st['falls']} falls" in tooltip
+                else:
+                    assert f"after {horizon} min" not in tooltip
+
+            for strategy in STRATEGIES:
+                own = latest(sample_feed, strategy, "SBER")
+                portfolio = latest(sample_feed, strategy, "*")
+                row = f'#st-table tr[data-strategy="{strategy}"]'
+                assert text(f"{row} td.equity") == en_number(own["equity"])
+                assert text(f"{row} td.position") == en_number(own["position"])
+                assert text(f"{row} td.portfolio").startswith(en_number(portfolio["equity"]) + " (")
+                fills = [
+                    r
+                    for r in sample_feed.published[strategy]
+                    if r["ticker"] == "SBER" and r["fill_lots"]
+                ]
+                if fills:
+                    fill = max(fills, key=lambda r: r["window_end"])
+                    side = "buy" if fill["fill_lots"] > 0 else "sell"
+                    assert text(f"{row} td.fill").startswith(f"{side} {abs(fill['fill_lots'])} × ")
+            # A taller window for the picture (docs/ticker-panels.png): every panel in view.
+            page.send(
+                "Emulation.setDeviceMetricsOverride",
+                width=1440,
+                height=1500,
+                deviceScaleFactor=1,
+                mobile=False,
+            )
+            time.sleep(1)  # Plotly redraws on resize
+            shot = page.send("Page.captureScreenshot", format="png")
+            (test_output_dir / "ticker-panels.png").write_bytes(base64.b64decode(shot["data"]))
             assert page.errors == []
     finally:
         gateway.stop()

@@ -86,6 +86,12 @@
   const mskDay = (t) => Math.floor((t + MSK_MS) / (24 * 3600 * 1000));
   const phaseName = (phase) => (phase == null ? t("phase.none") : t(`phase.${phase}`) !== `phase.${phase}`
     ? t(`phase.${phase}`) : String(phase).replace(/_/g, " "));
+  // An AlgoPack alert type is a metric and a rule (net_vol_99_9_pctl+, vol_b_max): each translated.
+  const alertName = (type) => {
+    const match = /^(.*?)_(99_9_pctl[+-]?|max|min)$/.exec(String(type));
+    if (!match) return String(type).replace(/_/g, " ");
+    return t("alert.rule", { metric: t(`alert.metric.${match[1]}`), rule: t(`alert.rule.${match[2]}`) });
+  };
   const kindName = (kind) => (t(`kind.${kind}`) !== `kind.${kind}` ? t(`kind.${kind}`) : String(kind).replace(/_/g, " "));
 
   // ---------- the gateway ----------
@@ -289,7 +295,7 @@
 
   window.MOEX = {
     lang, t, translatePage, num, price, clock, shortClock, ms, mskAxis, candleStart, mskDay, MINUTE_MS,
-    phaseName, kindName, apiUrl, getJson, servedStreams, LiveStream, showConnection, showBanner,
+    phaseName, kindName, alertName, apiUrl, getJson, servedStreams, LiveStream, showConnection, showBanner,
     watchHealth, checkJob, job,
   };
 })();

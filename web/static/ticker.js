@@ -9,7 +9,7 @@
 (() => {
   "use strict";
   const M = window.MOEX;
-  const { t: tr, num, price, clock, ms, mskAxis, candleStart, MINUTE_MS } = M;
+  const { t: tr, num, price, clock, shortClock, ms, mskAxis, candleStart, MINUTE_MS } = M;
 
   const HEARTBEAT_S = Number(document.body.dataset.heartbeatS) || 15;
   const TICKER = decodeURIComponent(location.pathname.split("/").filter(Boolean).pop() || "");
@@ -227,8 +227,171 @@
     },
   };
 
+  // ---------- MOEX AlgoPack super candles (issue #14): 5-minute trade and book stats, alerts ----------
+  const MAX_WINDOWS = 120;  // 5-minute windows: a 10-hour session
+  const MAX_ALERTS = 8;
+  const HORIZONS = [5, 15, 30, 60];
+  const superCandles = { trades: [], books: [], alerts: new Map(), outcomes: new Map(), stats: new Map(), dirty: true };
+  function statsText(type) {
+    return HORIZONS.map((h) => superCandles.stats.get(`${type}:${h}`)).filter(Boolean).map((st) => tr("sc.stats", {
+      horizon: st.horizon_min, rises: st.rises, rise_avg: num(st.rise_avg, 2, true), falls: st.falls, fall_avg: num(st.fall_avg, 2, true),
+    })).join("\n");
+  }
+  const superPanel = {
+    id: "super",
+    streams: {
+      tradestats_5m: { history: MAX_WINDOWS, apply(row) {
+        const t = ms(row.window_end);
+        if (!isFinite(t) || row.ticker !== TICKER) return;
+        upsertByTime(superCandles.trades, { t, vol_b: row.vol_b, vol_s: row.vol_s, disb: row.disb }, MAX_WINDOWS);
+        superCandles.dirty = true;
+      } },
+      obstats_5m: { history: MAX_WINDOWS, apply(row) {
+        const t = ms(row.window_end);
+        if (!isFinite(t) || row.ticker !== TICKER) return;
+        upsertByTime(superCandles.books, { t, imbalance_vol_bbo: row.imbalance_vol_bbo, imbalance_vol: row.imbalance_vol,
+          spread_bbo: row.spread_bbo, spread_1mio: row.spread_1mio }, MAX_WINDOWS);
+        superCandles.dirty = true;
+      } },
+      alerts_1m: { history: 50, apply(row) {
+        const t = ms(row.alert_time);
+        if (!isFinite(t) || row.ticker !== TICKER) return;
+        superCandles.alerts.set(row.event_id, { id: row.event_id, t, type: row.alert_type, value: row.value, threshold: row.threshold });
+        superCandles.dirty = true;
+      } },
+      // An outcome may arrive before its alert (history is fetched per stream): kept by alert id.
+      alerts_1m_outcomes: { history: 200, apply(row) {
+        if (row.ticker !== TICKER) return;
+        if (!superCandles.outcomes.has(row.alert_id)) superCandles.outcomes.set(row.alert_id, {});
+        superCandles.outcomes.get(row.alert_id)[row.horizon_min] = row.change_pct;
+        superCandles.dirty = true;
+      } },
+      // How this alert type has played out so far this session, per horizon: the type cell's tooltip.
+      alerts_1m_stats: { history: 200, apply(row) {
+        const t = ms(row.outcome_time);
+        if (!isFinite(t) || row.ticker !== TICKER) return;
+        const key = `${row.alert_type}:${row.horizon_min}`;
+        const current = superCandles.stats.get(key);
+        if (!current || t >= current.t) superCandles.stats.set(key, { ...row, t });
+        superCandles.dirty = true;
+      } },
+    },
+    mount(aside) {
+      const figure = (key, id) => el("div", { "data-i18n-title": `${key}.title` }, el("dt", { "data-i18n": key }), el("dd", { id }, "—"));
+      const head = ["sc.alert.time", "sc.alert.type", "sc.alert.value", ...HORIZONS.map((h) => `sc.alert.h${h}`)];
+      aside.append(el("section", { class: "panel", id: "super" },
+        el("h2", { "data-i18n-title": "sc.title" }, el("span", { "data-i18n": "sc" }), " ", el("small", { class: "muted", id: "sc-time" })),
+        el("dl", { class: "figures" }, figure("sc.vol_b", "sc-vol-b"), figure("sc.vol_s", "sc-vol-s"), figure("sc.disb", "sc-disb"),
+          figure("sc.imbalance_vol_bbo", "sc-imb-bbo"), figure("sc.imbalance_vol", "sc-imb"), figure("sc.spread_bbo", "sc-spread-bbo"),
+          figure("sc.spread_1mio", "sc-spread-1mio")),
+        el("div", { id: "super-chart", "data-i18n-aria": "sc.chart.title" }),
+        el("table", { class: "mini", id: "sc-alerts" },
+          el("thead", {}, el("tr", {}, ...head.map((key) => el("th", { "data-i18n": key, "data-i18n-title": `${key}.title` })))),
+          el("tbody", {}))));
+    },
+    render() {
+      if (!superCandles.dirty) return;
+      superCandles.dirty = false;
+      const set = (id, text) => { $(id).textContent = text; };
+      const trade = superCandles.trades[superCandles.trades.length - 1];
+      const book = superCandles.books[superCandles.books.length - 1];
+      if (trade) {
+        set("sc-time", `${shortClock(trade.t - 5 * MINUTE_MS)}–${shortClock(trade.t)}`);
+        set("sc-vol-b", num(trade.vol_b, 0));
+        set("sc-vol-s", num(trade.vol_s, 0));
+        set("sc-disb", num(trade.disb, 2, true));
+      }
+      if (book) {
+        set("sc-imb-bbo", num(book.imbalance_vol_bbo, 2, true));
+        set("sc-imb", num(book.imbalance_vol, 2, true));
+        set("sc-spread-bbo", `${num(book.spread_bbo, 1)} ${tr("unit.bps")}`);
+        set("sc-spread-1mio", `${num(book.spread_1mio, 1)} ${tr("unit.bps")}`);
+      }
+      const tradeX = superCandles.trades.map((p) => mskAxis(p.t - 5 * MINUTE_MS));
+      const bookX = superCandles.books.map((p) => mskAxis(p.t - 5 * MINUTE_MS));
+      Plotly.react($("super-chart"), [
+        { type: "bar", name: tr("sc.vol_b"), x: tradeX, y: superCandles.trades.map((p) => p.vol_b), marker: { color: "rgba(38,166,154,.7)" } },
+        { type: "bar", name: tr("sc.vol_s"), x: tradeX, y: superCandles.trades.map((p) => -p.vol_s), marker: { color: "rgba(239,83,80,.7)" },
+          customdata: superCandles.trades.map((p) => p.vol_s), hovertemplate: "%{customdata}" },
+        { type: "scatter", mode: "lines", name: tr("sc.spread_bbo"), x: bookX, y: superCandles.books.map((p) => p.spread_bbo),
+          yaxis: "y2", line: { color: "#f0b429", width: 1.2 } },
+        { type: "scatter", mode: "lines", name: tr("sc.spread_1mio"), x: bookX, y: superCandles.books.map((p) => p.spread_1mio),
+          yaxis: "y2", line: { color: "#4fc3f7", width: 1.2 } },
+      ], {
+        uirevision: TICKER, paper_bgcolor: "#151b23", plot_bgcolor: "#151b23", font: { color: "#d5dde5", size: 10 },
+        margin: { l: 40, r: 28, t: 4, b: 22 }, showlegend: false, barmode: "relative", hovermode: "x",
+        separators: M.lang === "ru" ? ",\u202f" : ".,",
+        xaxis: { ...AXIS, type: "date", tickformat: "%H:%M", hoverformat: "%H:%M" },
+        yaxis: { ...AXIS, title: { text: tr("chart.volume") } },
+        yaxis2: { ...AXIS, overlaying: "y", side: "right", showgrid: false, tickformat: ".1f" },
+      }, { displayModeBar: false, responsive: true });
+      const latest = [...superCandles.alerts.values()].sort((a, b) => b.t - a.t || (a.type < b.type ? -1 : 1)).slice(0, MAX_ALERTS);
+      $("sc-alerts").tBodies[0].replaceChildren(...latest.map((alert) => {
+        const outcomes = superCandles.outcomes.get(alert.id) || {};
+        return el("tr", { "data-alert": alert.id },
+          el("td", {}, shortClock(alert.t)), el("td", { class: "wrap", title: statsText(alert.type) }, M.alertName(alert.type)),
+          el("td", { class: "num" }, `${num(alert.value, 0)} / ${num(alert.threshold, 0)}`),
+          ...HORIZONS.map((h) => el("td", { class: `num ${outcomes[h] > 0 ? "up" : outcomes[h] < 0 ? "down" : ""}` },
+            outcomes[h] == null ? "…" : num(outcomes[h], 2, true))));
+      }));
+    },
+  };
+
+  // ---------- the strategies (issue #15): the ticker's position, last fill, equity; the portfolio ----------
+  const STRATEGIES = ["ema_cross_12_26", "rsi_reversion_14", "bollinger_breakout_20"];
+  const strategies = { rows: Object.fromEntries(STRATEGIES.map((s) => [s, { own: null, fill: null, portfolio: null }])), dirty: true };
+  function applyStrategy(name, row) {
+    const t = ms(row.window_end);
+    if (!isFinite(t)) return;
+    const slot = strategies.rows[name];
+    // The gateway sends the ticker's rows and the portfolio's (ticker "*") to a per-ticker page.
+    if (row.ticker === "*") {
+      if (!slot.portfolio || t >= slot.portfolio.t) slot.portfolio = { ...row, t };
+    } else if (row.ticker === TICKER) {
+      if (!slot.own || t >= slot.own.t) slot.own = { ...row, t };
+      if (row.fill_lots && (!slot.fill || t >= slot.fill.t)) slot.fill = { ...row, t };
+    }
+    strategies.dirty = true;
+  }
+  // Drawdown as a signed percent below the peak, rounded first so a tiny one reads 0.00, not -0.00.
+  const drawdownText = (fraction) => `${num(-Math.round(10000 * fraction) / 100 || 0, 2, true)} %`;
+  const strategyPanel = {
+    id: "strategies",
+    streams: Object.fromEntries(STRATEGIES.map((name) => [name, { history: 200, apply: (row) => applyStrategy(name, row) }])),
+    mount(aside) {
+      const head = ["st.strategy", "st.position", "st.fill", "st.equity", "st.drawdown", "st.portfolio"];
+      aside.append(el("section", { class: "panel", id: "strategies" },
+        el("h2", { "data-i18n": "st", "data-i18n-title": "st.title" }),
+        el("table", { class: "mini", id: "st-table" },
+          el("thead", {}, el("tr", {}, ...head.map((key) => el("th", { "data-i18n": key, "data-i18n-title": `${key}.title` })))),
+          el("tbody", {}, ...STRATEGIES.map((name) => el("tr", { "data-strategy": name },
+            el("td", { class: "wrap", "data-i18n": `st.${name}`, "data-i18n-title": `st.${name}.title` }),
+            ...["position", "fill", "equity", "drawdown", "portfolio"].map((cell) => el("td", { class: `num ${cell}${cell === "fill" || cell === "portfolio" ? " wrap" : ""}` }, "—"))))))));
+    },
+    render() {
+      if (!strategies.dirty) return;
+      strategies.dirty = false;
+      for (const name of STRATEGIES) {
+        const { own, fill, portfolio } = strategies.rows[name];
+        const cell = (key) => document.querySelector(`#st-table tr[data-strategy="${name}"] td.${key}`);
+        if (own) {
+          cell("position").textContent = num(own.position, 0);
+          cell("equity").textContent = num(own.equity, 0);
+          cell("drawdown").textContent = drawdownText(own.drawdown);
+        }
+        // A fill happens at its candle's open: window_end − 1 minute.
+        if (fill) {
+          cell("fill").textContent = `${tr(fill.fill_lots > 0 ? "st.buy" : "st.sell")} ${num(Math.abs(fill.fill_lots), 0)} × ${price(fill.fill_price)} ${shortClock(fill.t - MINUTE_MS)}`;
+        }
+        if (portfolio) {
+          cell("portfolio").textContent = `${num(portfolio.equity, 0)} (${drawdownText(portfolio.drawdown)})`;
+        }
+      }
+    },
+  };
+
   // Drawn in this order; the side panels appear in the aside in this order.
-  const PANELS = [chartPanel, phasePanel, liquidityPanel, feedPanel];
+  const PANELS = [chartPanel, phasePanel, liquidityPanel, superPanel, strategyPanel, feedPanel];
   const STREAMS = Object.assign({}, ...PANELS.map((panel) => panel.streams));
 
   // ---------- the chart's traces ----------
@@ -344,6 +507,9 @@
       eventsByStream: live ? { ...live.eventsByStream } : {}, gaps: live ? live.gaps : 0,
       candles: chart.candles.length, indicators: chart.indicators.length, markers: chart.markers.length,
       feed: feed.items.length, spreadPoints: liquidity.spread.length, liquidity: liquidity.last ? 1 : 0,
+      superWindows: superCandles.trades.length, bookWindows: superCandles.books.length, alerts: superCandles.alerts.size,
+      outcomes: [...superCandles.outcomes.values()].reduce((n, o) => n + Object.keys(o).length, 0),
+      strategies: Object.fromEntries(STRATEGIES.map((s) => [s, strategies.rows[s].own ? strategies.rows[s].own.window_end : null])),
       phase: phases.chosen || null, phaseText: els.phase.textContent, focus: isFinite(FOCUS) ? new Date(FOCUS).toISOString() : null,
       job: { ...M.job }, ...counters,
     };
