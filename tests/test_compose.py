@@ -179,4 +179,3 @@ def test_compose_when_compared_then_topics_and_ports_match_the_local_cluster(
     assert services["kafka-1"]["ports"][0].startswith(f"{local.kafka[0]}:")
     assert f"{local.flink}:8081" in services["jobmanager"]["ports"]
     assert f"{local.gateway}:{local.gateway}" in services["gateway"]["ports"]
-
