@@ -6,7 +6,13 @@ producer's ground truth of injected anomalies."""
 from __future__ import annotations
 
 import json
+import math
 import random
+import signal
+import subprocess
+import sys
+import time
+import uuid
 from decimal import Decimal
 from pathlib import Path
 
@@ -17,6 +23,10 @@ import pytest
 from producer import cli as producer_cli
 from runner import replay
 from runner.settings import Settings
+from stack.kafka import free_port
+from stack.paths import ROOT
+from tests.environ import clean_environ
+from tests.faults_support import TopicTail
 from tests.golden import algopack_reference as reference
 from tests.golden.compare import differences, load_jsonl
 from udfs import algopack
@@ -167,15 +177,19 @@ def test_alerts_reference_when_synthetic_anomalies_injected_then_each_found(mark
     assert _found(truth, reference.alerts_1m(trades), _warm_up(trades)) == []
 
 
-@pytest.mark.flink
-def test_algopack_when_synthetic_market_replayed_then_rows_match_reference_and_truth(
-    market: Path, tmp_path: Path
-) -> None:
+@pytest.fixture(scope="module")
+def replayed(market: Path, tmp_path_factory: pytest.TempPathFactory) -> replay.ReplayResult:
     settings = Settings()
     settings.only = OUTPUTS
-    result = replay.run(
-        settings, market / "trades.jsonl", tmp_path / "out", market / "orderbook.jsonl"
-    )
+    out = tmp_path_factory.mktemp("algopack_replay")
+    return replay.run(settings, market / "trades.jsonl", out, market / "orderbook.jsonl")
+
+
+@pytest.mark.flink
+def test_algopack_when_synthetic_market_replayed_then_rows_match_reference_and_truth(
+    market: Path, replayed: replay.ReplayResult
+) -> None:
+    result = replayed
     trades = [json.loads(line) for line in (market / "trades.jsonl").read_text().splitlines()]
     books = [json.loads(line) for line in (market / "orderbook.jsonl").read_text().splitlines()]
     expected = {
@@ -195,3 +209,138 @@ def test_algopack_when_synthetic_market_replayed_then_rows_match_reference_and_t
         assert not problems, f"{name}:\n" + "\n".join(problems[:20])
     truth = [json.loads(line) for line in (market / "truth.jsonl").read_text().splitlines()]
     assert _found(truth, result.rows("alerts_1m"), _warm_up(trades)) == []
+
+
+def _unequal(
+    expected: list[dict], actual: list[dict], grain: list[str], doubles: set[str]
+) -> list[tuple]:
+    """(grain, {column: (expected, actual)}) of every actual row not equal to its expected one:
+    exact, except DOUBLE columns within 1e-12 relative (a sum of doubles, e.g. STDDEV_POP's,
+    may differ in its last bit with the order in which rows reach the window)."""
+
+    def same(column: str, want: object, got: object) -> bool:
+        if column in doubles and want is not None and got is not None:
+            return math.isclose(float(want), float(got), rel_tol=1e-12)
+        return want == got  # Decimal equality is numeric: 130.02 == 130.020000
+
+    by_grain = {tuple(r[c] for c in grain): r for r in expected}
+    out = []
+    for row in actual:
+        key = tuple(row[c] for c in grain)
+        want = by_grain.get(key, {})
+        columns = set(want) | set(row)
+        bad = {
+            c: (want.get(c), row.get(c)) for c in columns if not same(c, want.get(c), row.get(c))
+        }
+        if bad:
+            out.append((key, bad))
+    return out
+
+
+def _sentinels(market: Path, later_ms: int) -> list[tuple[str, dict]]:
+    """Per ticker, its last trade and book again `later_ms` on: the watermark passes every
+    window and outcome horizon of the session, and no window holding a sentinel closes."""
+    rows: list[tuple[str, dict]] = []
+    for topic, number in (("trades", "trade_id"), ("orderbook", "seq")):
+        last: dict[str, dict] = {}
+        for line in (market / f"{topic}.jsonl").read_text().splitlines():
+            row = json.loads(line)  # prices as floats: printed back as the same short decimals
+            last[row["ticker"]] = row
+        for row in last.values():
+            moved = {**row, "ts": row["ts"] + later_ms, number: row[number] + 1}
+            moved["event_id"] = row["event_id"].rsplit(":", 1)[0] + f":{moved[number]}"
+            rows.append((topic, moved))
+    return rows
+
+
+@pytest.mark.kafka
+@pytest.mark.flink
+def test_algopack_when_same_market_runs_live_then_rows_identical_to_replay(
+    market: Path, replayed: replay.ReplayResult, kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    """The live job (the producer's replay into Kafka, exactly-once Kafka out, read_committed)
+    gives the replay's rows: the same windows, alerts, outcomes and statistics, every decimal,
+    integer, string and timestamp equal, doubles to 1e-12 relative."""
+    from kafka import KafkaProducer
+    from kafka.admin import KafkaAdminClient, NewTopic
+
+    prefix = f"ap{uuid.uuid4().hex[:8]}."
+    inputs = [f"{prefix}{t}" for t in ("trades", "orderbook", "market_status", "dlq")]
+    admin = KafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+    # One partition each: the watermark follows the one reader, with no idle partition to time
+    # out while the job catches up the backlog (records then dropped as late, by design).
+    admin.create_topics([NewTopic(t, 1, 1) for t in inputs])
+    env = {**clean_environ(), "PYTHONPATH": str(ROOT)}
+    fed = subprocess.run(
+        [sys.executable, "-m", "producer", "replay", str(market), "--speed", "0",
+         "--bootstrap", kafka_bootstrap, "--topic-prefix", prefix, "--stats-every", "0"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert fed.returncode == 0, fed.stdout[-2000:] + fed.stderr[-2000:]
+    producer = KafkaProducer(bootstrap_servers=kafka_bootstrap)
+    for topic, row in _sentinels(market, later_ms=2 * 3_600_000):
+        value = json.dumps(row).encode()
+        producer.send(f"{prefix}{topic}", key=row["ticker"].encode(), value=value)
+    producer.flush()
+    producer.close()
+
+    run_id = prefix.rstrip(".")
+    command = [
+        sys.executable, "-m", "runner", "run",
+        "--bootstrap", kafka_bootstrap, "--topic-prefix", prefix,
+        "--txn-prefix", run_id, "--group-id", run_id, "--fresh",
+        "--only", ",".join(OUTPUTS),
+        "--checkpoint-dir", str(tmp_path / "checkpoints"), "--checkpoint-ms", "1000",
+        "--rest-port", str(free_port()),
+        "--catalog", str(tmp_path / "catalog.json"),
+        "--pid-file", str(tmp_path / "runner.json"),
+    ]  # fmt: skip
+    log_path = tmp_path / "runner.log"
+    with log_path.open("w") as log:
+        job = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=log)
+    tails: dict[str, TopicTail] = {}
+    try:
+        replay_rows = {name: load_jsonl(replayed.out_dir / f"{name}.jsonl") for name in OUTPUTS}
+        wanted = {name: len(rows) for name, rows in replay_rows.items()}
+        # The deadline covers the job's start (planning, Python workers) on a loaded machine.
+        deadline = time.monotonic() + 420
+        while time.monotonic() < deadline and job.poll() is None:
+            if len(tails) < len(OUTPUTS):  # the runner creates its output topics as it starts
+                existing = admin.list_topics()
+                for name in OUTPUTS:
+                    if name not in tails and f"{prefix}{name}" in existing:
+                        tails[name] = TopicTail(kafka_bootstrap, f"{prefix}{name}")
+                time.sleep(0.5)
+            for tail in tails.values():
+                tail.poll(200)
+            if len(tails) == len(OUTPUTS) and all(
+                len(tails[n].rows()) >= wanted[n] for n in OUTPUTS
+            ):
+                break
+        assert job.poll() is None, log_path.read_text()[-3000:]
+        # A few more checkpoints: anything beyond the replay's rows would show now.
+        time.sleep(3)
+        catalog = json.loads((tmp_path / "catalog.json").read_text())
+        doubles = {
+            o["name"]: {c["name"] for c in o["columns"] if c["type"].startswith("DOUBLE")}
+            for o in catalog["outputs"]
+        }
+        for name in OUTPUTS:
+            tails[name].drain()
+            live = tails[name].rows()
+            expected = replay_rows[name]
+            assert len(live) == len(expected), f"{name}: {len(live)} live, {len(expected)} replayed"
+            unequal = _unequal(expected, live, GRAINS[name], doubles[name])
+            assert not unequal, f"{name}: {len(unequal)} rows differ, e.g. {unequal[:3]}"
+    finally:
+        for tail in tails.values():
+            tail.close()
+        job.send_signal(signal.SIGTERM)
+        try:
+            job.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            job.kill()
+            job.wait()
+        topics = [*inputs, *(f"{prefix}{n}" for n in OUTPUTS), f"{prefix}alerts_1m_live"]
+        admin.delete_topics([t for t in topics if t in admin.list_topics()])
+        admin.close()

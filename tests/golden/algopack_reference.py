@@ -242,20 +242,9 @@ def obstats_5m(books: list[dict]) -> list[dict]:
                 **{
                     name: mean(name)
                     for name in (
-                        "spread_bbo",
-                        "spread_lv10",
-                        "spread_1mio",
-                        "levels_b",
-                        "levels_s",
-                        "vol_b",
-                        "vol_s",
-                        "val_b",
-                        "val_s",
-                        "imbalance_vol_bbo",
-                        "imbalance_val_bbo",
-                        "imbalance_vol",
-                        "imbalance_val",
-                    )
+                        "spread_bbo spread_lv10 spread_1mio levels_b levels_s vol_b vol_s val_b "
+                        "val_s imbalance_vol_bbo imbalance_val_bbo imbalance_vol imbalance_val"
+                    ).split()
                 },  # fmt: skip
                 "vwap_b": w["val_b"].sum() / (vol_b * lot_size) if vol_b else None,
                 "vwap_s": w["val_s"].sum() / (vol_s * lot_size) if vol_s else None,
