@@ -15,8 +15,8 @@ import os
 import time
 from pathlib import Path
 
+from moex.paths import RUN
 from runner.flink_rest import runner_job_health
-from stack.paths import RUN
 
 CACHE_S = 1.0  # /healthz may be polled by every page; Flink is asked at most once a second
 

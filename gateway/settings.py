@@ -7,7 +7,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from stack.paths import RUN
+from moex.paths import RUN
 
 DEFAULT_CATALOG = RUN / "catalog.json"
 

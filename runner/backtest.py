@@ -18,8 +18,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from runner import backtest_report, job, replay
+from runner import backtest_report, replay, validation
 from runner.errors import java_message
+from runner.plan import PlanError
 from runner.settings import Settings
 from runner.sqlfiles import discover, load
 
@@ -155,8 +156,6 @@ def summary_lines(result: BacktestResult) -> list[str]:
 
 
 def backtest(settings: Settings, args) -> int:
-    from runner.cli import _report
-
     for key in ("commission", "slippage", "capital"):
         value = getattr(args, key, None)
         if value is not None:
@@ -167,8 +166,8 @@ def backtest(settings: Settings, args) -> int:
     except BacktestError as exc:
         print(f"runner: {exc}", file=sys.stderr)
         return 2
-    except job.PlanError as exc:
-        return _report(exc.errors)
+    except PlanError as exc:
+        return validation.report(exc.errors)
     except replay.ReplayInputError as exc:
         print(f"runner: {exc}", file=sys.stderr)
         return 2

@@ -6,7 +6,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from stack.paths import RUN, SQL_DIR
+from moex.paths import RUN, SQL_DIR
 
 
 @dataclass
