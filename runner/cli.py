@@ -14,6 +14,7 @@ import os
 import sys
 from pathlib import Path
 
+from moex.settings import add_flags, given
 from runner import live
 from runner.backtest import backtest
 from runner.catalog import catalog, write_catalog
@@ -26,27 +27,8 @@ from runner.validation import broker_reachable, report, topic_errors, validate
 
 
 def _settings(args: argparse.Namespace) -> Settings:
-    settings = Settings()
-    for key in ("bootstrap", "topic_prefix", "txn_prefix", "group_id", "jobmanager"):
-        value = getattr(args, key, None)
-        if value is not None:
-            setattr(settings, key, value)
-    if getattr(args, "sql_dir", None):
-        settings.sql_dir = Path(args.sql_dir)
-    if getattr(args, "catalog", None):
-        settings.catalog_path = Path(args.catalog)
-    if getattr(args, "checkpoint_dir", None):
-        settings.checkpoint_dir = Path(args.checkpoint_dir)
-    if getattr(args, "rest_port", None):
-        settings.rest_port = args.rest_port
-    if getattr(args, "checkpoint_ms", None):
-        settings.checkpoint_interval_ms = args.checkpoint_ms
-    if getattr(args, "pid_file", None):
-        settings.pid_file = Path(args.pid_file)
-    if getattr(args, "only", None):
-        settings.only = [n.strip() for n in args.only.split(",") if n.strip()]
-    settings.fresh = bool(getattr(args, "fresh", False))
-    return settings
+    """The settings, read once: the flags given override the environment and the defaults."""
+    return Settings(**given(args, Settings))
 
 
 def cmd_check(args: argparse.Namespace) -> int:
@@ -69,7 +51,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     settings = _settings(args)
-    if args.jobmanager:
+    if settings.jobmanager:
         # The TaskManagers start the Python workers. Otherwise PyFlink, seeing a local target
         # while planning, serves them from this process ("loopback"), which exits after submit.
         os.environ["_python_worker_execution_mode"] = "process"
@@ -88,7 +70,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     errors = topic_errors(plan, settings, create=True)
     if errors:
         return report(errors)
-    if args.jobmanager:
+    if settings.jobmanager:
         if args.checkpoint_dir:
             # A cluster on this machine (make up-cluster): the folder is shared by the
             # JobManager, the TaskManagers and this process, so a resubmission resumes from
@@ -102,16 +84,16 @@ def cmd_run(args: argparse.Namespace) -> int:
             for key in ("execution.checkpointing.dir", "state.backend.type"):
                 remote.pop(key)
         # Python workers on the TaskManagers import udfs/ from here (compose: /opt/moex).
-        remote["python.pythonpath"] = os.environ.get("MOEX_REMOTE_PYTHONPATH", "/opt/moex")
+        remote["python.pythonpath"] = settings.remote_pythonpath
         for key, value in remote.items():
             t_env.get_config().set(key, value)
-        host, _, port = args.jobmanager.partition(":")
+        host, _, port = settings.jobmanager.partition(":")
         t_env.get_config().set("execution.target", "remote")
         t_env.get_config().set("rest.address", host)
         t_env.get_config().set("rest.port", port or "8081")
         job_client = compiled.submit()
         resumed = f", resumed from {restore}" if args.checkpoint_dir and restore else ""
-        print(f"runner: job {job_client.get_job_id()} submitted to {args.jobmanager}{resumed}")
+        print(f"runner: job {job_client.get_job_id()} submitted to {settings.jobmanager}{resumed}")
         return 0
 
     return live.serve(settings, t_env, plan, compiled, restore)
@@ -139,24 +121,18 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command")
 
     def common(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--sql-dir", help="folder of .sql files (default sql/)")
-        p.add_argument("--bootstrap", help="Kafka bootstrap servers (default 127.0.0.1:9092)")
-        p.add_argument("--topic-prefix", help="topic name prefix (default moex.)")
-        p.add_argument("--only", help="comma-separated outputs to run")
-        p.add_argument("--catalog", help="where to write the outputs catalog")
+        add_flags(p, Settings, ("sql_dir", "bootstrap", "topic_prefix", "only", "catalog_path"))
+        add_flags(p, Settings, ("watermark_delay_ms", "idle_timeout_ms", "status_idle_timeout_ms"))
+        add_flags(p, Settings, ("parallelism", "jvm_heap_mb", "topic_replication_factor"))
 
     run = sub.add_parser("run", help="validate sql/ and run every output as one job")
     common(run)
-    run.add_argument("--fresh", action="store_true", help="ignore retained checkpoints")
     run.add_argument("--dry-run", action="store_true", help="print the plan, start nothing")
-    run.add_argument("--jobmanager", help="HOST:PORT of a remote Flink cluster")
-    run.add_argument("--txn-prefix", help="transactional id prefix (unique per job)")
-    run.add_argument("--group-id", help="Kafka consumer group of the sources")
-    run.add_argument("--checkpoint-dir")
-    run.add_argument("--checkpoint-ms", type=int)
-    run.add_argument("--rest-port", type=int)
-    run.add_argument(
-        "--pid-file", help="where the runner records itself (default .run/runner.json)"
+    add_flags(
+        run,
+        Settings,
+        ("fresh", "jobmanager", "txn_prefix", "group_id", "checkpoint_dir")
+        + ("checkpoint_interval_ms", "rest_port", "pid_file"),
     )
 
     check = sub.add_parser("check", help="validate sql/; start nothing")
@@ -176,14 +152,12 @@ def main(argv: list[str] | None = None) -> int:
     bt.add_argument("--orderbook", type=Path)
     bt.add_argument("--status", type=Path)
     bt.add_argument("--out", required=True, type=Path)
-    bt.add_argument("--commission", type=float, help="rate of each fill's value (default 0.0003)")
-    bt.add_argument("--slippage", type=float, help="entry price premium rate (default 0.0001)")
-    bt.add_argument("--capital", type=float, help="roubles per ticker (default 1,000,000)")
+    add_flags(bt, Settings, ("strategy_commission", "strategy_slippage", "strategy_capital"))
 
     rel = sub.add_parser("reload", help="validate edits, then resubmit from a savepoint")
     common(rel)  # accepted for symmetry; the running runner's own sql dir and outputs are used
-    rel.add_argument("--rest-port", type=int, help="ignored: the runner records its port")
-    rel.add_argument("--pid-file", help="the running runner's record (default .run/runner.json)")
+    # --rest-port is accepted and ignored: the running runner records its port in the pid file.
+    add_flags(rel, Settings, ("rest_port", "pid_file"))
 
     args = parser.parse_args(argv)
     if args.command is None:

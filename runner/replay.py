@@ -138,10 +138,8 @@ def prepare_input(source: Path | None, kind: str, target: Path) -> int:
 
 
 def replay_settings(base: Settings) -> Settings:
-    settings = Settings(**{k: getattr(base, k) for k in base.__dataclass_fields__})
     # Bounded files: throughput over latency in the Python workers.
-    settings.python_bundle_time_ms = 1000
-    return settings
+    return base.model_copy(update={"python_bundle_time_ms": 1000})
 
 
 def run(
