@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 import subprocess
 import sys
 import tomllib
@@ -83,3 +84,14 @@ def test_gateway_settings_when_a_flag_is_out_of_range_then_exit_2_naming_it(caps
     assert raised.value.code == 2
     assert "--send-timeout" in capsys.readouterr().err
     assert parse_gateway_args(["--workers", "3"]).reuse_port  # workers share the port
+
+
+def test_makefile_when_read_then_every_target_runs_a_moex_command() -> None:
+    """The targets call `moex <command>` (as `python -m moex`), not the stages' modules."""
+    makefile = (ROOT / "Makefile").read_text()
+    called = re.findall(r"\$\(MOEX\) ([a-z-]+)", makefile)
+    assert {"up", "down", "status", "reload", "check", "bench", "cluster", "sql"} <= set(called)
+    assert set(called) <= set(COMMANDS), set(called) - set(COMMANDS)
+    # Only pytest is run as a module; every program of the platform goes through `moex`.
+    assert re.findall(r"\$\(PY\) -m (\S+)", makefile) == ["moex", "pytest", "pytest"]
+    assert ".venv/bin/pip install -q -e . --no-deps" in makefile
