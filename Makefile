@@ -3,6 +3,10 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
 PY      := .venv/bin/python
+# The `moex` command (moex/cli.py) of this checkout. `make venv` also installs it as .venv/bin/moex
+# (editable); the targets run it as `python -m moex` so that a .venv shared by several checkouts
+# (worktrees) still runs each checkout's own code: the script would run whichever was installed.
+MOEX    := $(PY) -m moex
 VENV    := .venv/.installed
 JARS    := .cache/jars/.installed
 CHROMIUM := /usr/bin/chromium
@@ -17,6 +21,8 @@ $(VENV): requirements.txt requirements-dev.txt
 	python3 -m venv .venv
 	.venv/bin/pip install -q --upgrade pip
 	.venv/bin/pip install -q -r requirements-dev.txt
+	@# The project itself, editable, for the `moex` command; its pins came with the line above.
+	.venv/bin/pip install -q -e . --no-deps
 	@touch $@
 
 $(JARS): jvm/pom.xml
@@ -37,11 +43,11 @@ chromium: $(CHROMIUM) ## Install Debian's Chromium (for the browser tests)
 
 .PHONY: up
 up: $(VENV) $(JARS) ## Run everything: Kafka, the Flink job, the producer, the gateway (Ctrl-C stops)
-	$(PY) -m stack.up
+	$(MOEX) up
 
 .PHONY: down
 down: ## Stop whatever `make up` started
-	@$(PY) -m stack.up down
+	@$(MOEX) down
 
 .PHONY: logs
 logs: ## Follow the logs of every component
@@ -58,11 +64,11 @@ consume: $(JARS) ## Print N records of a topic, read_committed: make consume TOP
 
 .PHONY: status
 status: ## What `make up` runs, with resident memory per component
-	@$(PY) -m stack.up status
+	@$(MOEX) status
 
 .PHONY: reload
 reload: $(VENV) ## Validate edited sql/ files, then resubmit the running job from a savepoint
-	$(PY) -m runner reload
+	$(MOEX) reload
 
 .PHONY: test
 test: $(VENV) $(JARS) $(CHROMIUM) ## Run the whole test suite (real Kafka, Flink MiniCluster, Chromium)
@@ -74,7 +80,7 @@ test-faults: $(VENV) $(JARS) ## Fault-injection tests: job kills, broker restart
 
 .PHONY: bench
 bench: $(VENV) $(JARS) ## Measure throughput and latency; results in bench-results/
-	$(PY) -m benchmarks
+	$(MOEX) bench
 
 .PHONY: lint
 lint: $(VENV) ## Fix formatting and lint findings
@@ -85,26 +91,26 @@ lint: $(VENV) ## Fix formatting and lint findings
 check: $(VENV) ## Lint, format check and SQL validation; changes nothing
 	.venv/bin/ruff format --check .
 	.venv/bin/ruff check .
-	$(PY) -m runner check
+	$(MOEX) check
 
 .PHONY: demo
 demo: $(VENV) $(JARS) ## Replay a seeded synthetic session through every output into .run/demo/, and backtest every strategy
-	$(PY) -m producer synthetic --seed 7 --max-events 60000 --out .run/demo
-	$(PY) -m runner replay --trades .run/demo/trades.jsonl --orderbook .run/demo/orderbook.jsonl \
+	$(MOEX) produce synthetic --seed 7 --max-events 60000 --out .run/demo
+	$(MOEX) replay --trades .run/demo/trades.jsonl --orderbook .run/demo/orderbook.jsonl \
 		--status .run/demo/market_status.jsonl --out .run/demo/out
 	@# The session above lasts 11 minutes: too short for indicators that warm up over 15-27
 	@# candles. The backtest gets the same seed over 3 tickers for about 90 minutes.
-	$(PY) -m producer synthetic --seed 7 --tickers SBER,LKOH,SNGS --max-events 300000 --out .run/demo/backtest
-	$(PY) -m runner backtest --strategy all --trades .run/demo/backtest/trades.jsonl \
+	$(MOEX) produce synthetic --seed 7 --tickers SBER,LKOH,SNGS --max-events 300000 --out .run/demo/backtest
+	$(MOEX) backtest --strategy all --trades .run/demo/backtest/trades.jsonl \
 		--out .run/demo/backtest/out
 
 .PHONY: up-cluster
 up-cluster: $(VENV) $(JARS) ## Scale-out, no Docker: 3 Kafka brokers (RF 3), Flink JobManager + 2 TaskManagers, job at parallelism 2
-	$(PY) -m stack.cluster
+	$(MOEX) cluster
 
 .PHONY: sql
 sql: $(VENV) $(JARS) ## Flink's SQL client on the running cluster, sql/'s tables declared: SELECT * FROM candles_1m WHERE ticker = 'SBER';
-	@$(PY) -m stack.cluster sql
+	@$(MOEX) sql
 
 .PHONY: up-compose
 up-compose: ## The same cluster in Docker containers (needs a Docker engine; see compose/)

@@ -22,8 +22,8 @@ import time
 from pathlib import Path
 
 from benchmarks.common import child_env, kafka_broker, say, stop_all, wait_for, workspace
+from moex.paths import ROOT
 from stack.kafka import free_port
-from stack.paths import ROOT
 from tests.examples import obv
 from tests.processes import Group
 

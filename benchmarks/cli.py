@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 from benchmarks.common import Result, load_avg, machine_facts, say, stop_all
-from stack.paths import ROOT
+from moex.paths import ROOT
 
 NAMES = ("producer", "replay", "live", "rss", "fanout", "peer")
 DESCRIPTIONS = {

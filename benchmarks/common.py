@@ -23,8 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from moex.paths import CACHE, ROOT
 from stack.kafka import KafkaBroker, free_port
-from stack.paths import CACHE, ROOT
 from stack.topics import create_topics
 
 PY = sys.executable

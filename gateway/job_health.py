@@ -2,8 +2,8 @@
 
 A job whose sink cannot write restarts in a loop while every stream on the page freezes; this
 is how the page (its banner) and `curl /healthz` learn it. Read from the Flink REST API of the
-job that `python -m runner run` records in its pid file (.run/runner.json under MOEX_RUN_DIR),
-or, without one, the newest job on FLINK_REST_PORT when that is set. `state` is Flink's
+job that `python -m runner run` records in its pid file (--runner-pid-file), or, without one,
+the newest job on --flink-rest-port when that is set. `state` is Flink's
 (RUNNING, RESTARTING, FAILING, FAILED, ...) or NOT_RUNNING; `last_exception` is the first line
 of the newest exception in the job's history, or null.
 """
@@ -11,12 +11,11 @@ of the newest exception in the job's history, or null.
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 from pathlib import Path
 
+from gateway.settings import Settings
 from runner.flink_rest import runner_job_health
-from stack.paths import RUN
 
 CACHE_S = 1.0  # /healthz may be polled by every page; Flink is asked at most once a second
 
@@ -31,9 +30,8 @@ class JobHealth:
         self._lock = asyncio.Lock()
 
     @classmethod
-    def from_environ(cls) -> JobHealth:
-        port = os.environ.get("FLINK_REST_PORT")
-        return cls(RUN / "runner.json", int(port) if port else None)
+    def from_settings(cls, settings: Settings) -> JobHealth:
+        return cls(settings.runner_pid_file, settings.flink_rest_port)
 
     async def get(self) -> dict:
         async with self._lock:
@@ -49,5 +47,5 @@ async def job_health(app) -> dict:
     """The job's health for this app (one reader per app, made on first use)."""
     reader = getattr(app.state, "job_health", None)
     if reader is None:
-        reader = app.state.job_health = JobHealth.from_environ()
+        reader = app.state.job_health = JobHealth.from_settings(app.state.settings)
     return await reader.get()

@@ -1,41 +1,22 @@
-"""Gateway settings: command-line flags whose defaults come from the environment."""
+"""Gateway settings: defaults, then the environment (GATEWAY_*, and the shared KAFKA_BOOTSTRAP
+and MOEX_CATALOG), then the command line's flags. Each option is defined once, below; the flags
+and the table in docs/operations.md are made from the fields (moex/settings.py).
+"""
 
 from __future__ import annotations
 
 import argparse
 import os
-from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated
 
-from stack.paths import RUN
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from moex.paths import RUN
+from moex.settings import add_flags, flag_of, given
 
 DEFAULT_CATALOG = RUN / "catalog.json"
-
-
-@dataclass(frozen=True)
-class Settings:
-    host: str = "127.0.0.1"
-    port: int = 8000
-    # None runs the HTTP side alone (route tests); /healthz then reports the broker unreachable.
-    bootstrap: str | None = "127.0.0.1:9092"
-    catalog: Path = DEFAULT_CATALOG
-    token: str | None = None
-    cors_origins: tuple[str, ...] = ()
-    heartbeat_s: float = 15.0
-    max_clients: int = 200
-    # Events waiting for one client; beyond it the client is dropped and reconnects.
-    client_queue: int = 5000
-    send_timeout_s: float = 10.0
-    buffer_rows: int = 5000  # rows kept per (stream, ticker)
-    backfill: int = 5000  # records read back per partition at start
-    replay_max: int = 50000  # records read from Kafka per partition for one resume
-    log_level: str = "info"
-    workers: int = 1  # processes sharing the port (SO_REUSEPORT), each reading Kafka itself
-    reuse_port: bool = False  # bind with SO_REUSEPORT (set by the supervisor for its workers)
-
-
-def _env(name: str, default: str) -> str:
-    return os.environ.get(name, default)
 
 
 def auto_workers(cores: int | None = None) -> int:
@@ -47,94 +28,128 @@ def auto_workers(cores: int | None = None) -> int:
     return max(1, cores // 2)
 
 
-def _workers(text: str) -> int:
-    if text == "auto":
-        return auto_workers()
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError("must be >= 1 or 'auto'")
-    return value
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="GATEWAY_", validate_by_name=True, frozen=True)
+
+    host: str = Field("127.0.0.1", description="bind address (loopback by default)")
+    port: int = Field(8000, description="HTTP port")
+    # None runs the HTTP side alone (route tests); /healthz then reports the broker unreachable.
+    bootstrap: str | None = Field(
+        "127.0.0.1:9092", validation_alias="KAFKA_BOOTSTRAP", description="Kafka bootstrap servers"
+    )
+    catalog: Path = Field(
+        DEFAULT_CATALOG,
+        validation_alias="MOEX_CATALOG",
+        description="the outputs catalog the runner writes",
+    )
+    # The token comes from the environment only: a flag would show it in `ps`.
+    token: str | None = Field(
+        None,
+        description="bearer token every /api request must carry (none: open)",
+        json_schema_extra={"flag": None},
+    )
+    cors_origins: Annotated[tuple[str, ...], NoDecode] = Field(
+        (), description="comma-separated origins allowed by CORS (none by default)"
+    )
+    heartbeat_s: float = Field(
+        15.0,
+        gt=0,
+        description="seconds between SSE heartbeats",
+        json_schema_extra={"flag": "--heartbeat"},
+    )
+    max_clients: int = Field(200, description="SSE clients per worker; more get 503")
+    # Events waiting for one client; beyond it the client is dropped and reconnects.
+    client_queue: int = Field(
+        5000, ge=1, description="events waiting for one client before it is dropped"
+    )
+    send_timeout_s: float = Field(
+        10.0,
+        gt=0,
+        description="seconds a write to one client may take before it is dropped",
+        json_schema_extra={"flag": "--send-timeout"},
+    )
+    buffer_rows: int = Field(5000, ge=1, description="rows kept in memory per (stream, ticker)")
+    backfill: int = Field(5000, description="records read back per partition at start")
+    replay_max: int = Field(
+        50000, description="records read from Kafka per partition for one resume"
+    )
+    log_level: str = Field("info", description="log level")
+    workers: int = Field(
+        1,
+        description="gateway processes sharing the port, or 'auto' (half the cores); each reads "
+        "every topic and keeps its own --max-clients",
+        json_schema_extra={"flag_text": True},
+    )
+    # /healthz reports the Flink job's health (gateway/job_health.py) from these.
+    runner_pid_file: Path = Field(
+        default_factory=lambda: RUN / "runner.json",
+        validation_alias="MOEX_PID_FILE",
+        description="the running runner's record: where /healthz finds the Flink job",
+    )
+    flink_rest_port: int | None = Field(
+        None,
+        validation_alias="FLINK_REST_PORT",
+        description="without a runner record, /healthz reports the newest job on this port",
+    )
+    # Bind with SO_REUSEPORT: set by the supervisor for its workers (and by workers > 1).
+    reuse_port: bool = False
+
+    @field_validator("bootstrap", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value: object) -> object:
+        return value or None
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(origin.strip() for origin in value.split(",") if origin.strip())
+        return value
+
+    @field_validator("backfill", mode="after")
+    @classmethod
+    def _not_negative(cls, value: int) -> int:
+        return max(0, value)
+
+    @field_validator("replay_max", mode="after")
+    @classmethod
+    def _at_least_one(cls, value: int) -> int:
+        return max(1, value)
+
+    @field_validator("workers", mode="before")
+    @classmethod
+    def _auto_workers(cls, value: object) -> object:
+        if value == "auto":
+            return auto_workers()
+        if int(value) < 1:
+            raise ValueError("must be >= 1 or 'auto'")
+        return value
+
+    @model_validator(mode="after")
+    def _several_workers_share_the_port(self) -> Settings:
+        if self.workers > 1 and not self.reuse_port:
+            object.__setattr__(self, "reuse_port", True)
+        return self
+
+
+FLAGS = tuple(name for name in Settings.model_fields if name != "token")
+
+
+def _flag_of(name: str) -> str:
+    field = Settings.model_fields.get(name)
+    return (flag_of(field, name) if field else None) or name
 
 
 def parse_args(argv: list[str] | None = None) -> Settings:
-    defaults = Settings()
     parser = argparse.ArgumentParser(
         prog="python -m gateway", description="HTTP/SSE gateway for the MOEX result topics"
     )
-    add = parser.add_argument
-    add(
-        "--host",
-        default=_env("GATEWAY_HOST", defaults.host),
-        help="bind address (loopback by default)",
-    )
-    add("--port", type=int, default=int(_env("GATEWAY_PORT", str(defaults.port))))
-    add("--bootstrap", default=_env("KAFKA_BOOTSTRAP", str(defaults.bootstrap)))
-    add("--catalog", type=Path, default=Path(_env("MOEX_CATALOG", str(defaults.catalog))))
-    add(
-        "--heartbeat",
-        type=float,
-        default=float(_env("GATEWAY_HEARTBEAT_S", str(defaults.heartbeat_s))),
-        help="seconds between SSE heartbeats",
-    )
-    add(
-        "--max-clients",
-        type=int,
-        default=int(_env("GATEWAY_MAX_CLIENTS", str(defaults.max_clients))),
-    )
-    add(
-        "--client-queue",
-        type=int,
-        default=int(_env("GATEWAY_CLIENT_QUEUE", str(defaults.client_queue))),
-    )
-    add(
-        "--send-timeout",
-        type=float,
-        default=float(_env("GATEWAY_SEND_TIMEOUT_S", str(defaults.send_timeout_s))),
-    )
-    add(
-        "--buffer-rows",
-        type=int,
-        default=int(_env("GATEWAY_BUFFER_ROWS", str(defaults.buffer_rows))),
-    )
-    add("--backfill", type=int, default=int(_env("GATEWAY_BACKFILL", str(defaults.backfill))))
-    add("--replay-max", type=int, default=int(_env("GATEWAY_REPLAY_MAX", str(defaults.replay_max))))
-    add(
-        "--cors-origins",
-        default=_env("GATEWAY_CORS_ORIGINS", ""),
-        help="comma-separated origins allowed by CORS (none by default)",
-    )
-    add("--log-level", default=_env("GATEWAY_LOG_LEVEL", defaults.log_level))
-    add(
-        "--workers",
-        type=_workers,
-        default=_env("GATEWAY_WORKERS", str(defaults.workers)),
-        help="gateway processes sharing the port, or 'auto' (half the cores); "
-        "each reads every topic and keeps its own --max-clients",
-    )
-    add("--reuse-port", action="store_true", help=argparse.SUPPRESS)
+    add_flags(parser, Settings, FLAGS)
     args = parser.parse_args(argv)
-    for name in ("heartbeat", "send_timeout"):
-        if getattr(args, name) <= 0:
-            parser.error(f"--{name.replace('_', '-')} must be > 0")
-    for name in ("client_queue", "buffer_rows"):
-        if getattr(args, name) < 1:
-            parser.error(f"--{name.replace('_', '-')} must be >= 1")
-    return Settings(
-        host=args.host,
-        port=args.port,
-        bootstrap=args.bootstrap or None,
-        catalog=args.catalog,
-        # The token comes from the environment only: a flag would show it in `ps`.
-        token=os.environ.get("GATEWAY_TOKEN") or None,
-        cors_origins=tuple(o.strip() for o in args.cors_origins.split(",") if o.strip()),
-        heartbeat_s=args.heartbeat,
-        max_clients=args.max_clients,
-        client_queue=args.client_queue,
-        send_timeout_s=args.send_timeout,
-        buffer_rows=args.buffer_rows,
-        backfill=max(0, args.backfill),
-        replay_max=max(1, args.replay_max),
-        log_level=args.log_level,
-        workers=args.workers,
-        reuse_port=args.reuse_port or args.workers > 1,
-    )
+    try:
+        return Settings(**given(args, Settings))
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{_flag_of(str(e['loc'][0]))} {e['msg'].lower()}" for e in exc.errors()
+        )
+        parser.error(problems)

@@ -33,8 +33,18 @@ COMMANDS: dict[str, Command] = {
     "check": Command("runner.cli", "validate sql/ (file:line errors); start nothing", ("check",)),
     "replay": Command("runner.cli", "run the same sql/ over files into JSONL", ("replay",)),
     "reload": Command("runner.cli", "resubmit the running job with edited sql/", ("reload",)),
+    "backtest": Command(
+        "runner.cli", "replay files through strategies: P&L and a report", ("backtest",)
+    ),
     "gateway": Command("gateway.__main__", "serve the SSE API and the dashboard"),
+    "cluster": Command(
+        "stack.cluster", "scale-out: 3 brokers, JobManager + 2 TaskManagers", ("up",)
+    ),
+    "sql": Command("stack.cluster", "Flink's SQL client on the running cluster", ("sql",)),
     "bench": Command("benchmarks.cli", "measure throughput and latency beside peers"),
+    "settings": Command(
+        "moex.settings_doc", "every option: env variable, flag, value (--markdown)"
+    ),
 }
 
 

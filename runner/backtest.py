@@ -18,8 +18,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from runner import backtest_report, job, replay
+from runner import backtest_html, backtest_report, replay, validation
 from runner.errors import java_message
+from runner.plan import PlanError
 from runner.settings import Settings
 from runner.sqlfiles import discover, load
 
@@ -109,8 +110,7 @@ def run(
     say: Callable[[str], None] = print,
     progress_every: float = 5.0,
 ) -> BacktestResult:
-    settings = Settings(**{k: getattr(settings, k) for k in settings.__dataclass_fields__})
-    settings.only = [*names, *CONTEXT]
+    settings = settings.model_copy(update={"only": [*names, *CONTEXT]})
     out_dir = Path(out_dir)
     say(
         f"backtest: {', '.join(names)} on {trades} (commission {settings.strategy_commission:g}, "
@@ -133,7 +133,7 @@ def run(
         f"{settings.strategy_commission:g}, slippage {settings.strategy_slippage:g}, capital "
         f"{settings.strategy_capital:,.0f} RUB per ticker"
     )
-    report = backtest_report.write_report(
+    report = backtest_html.write_report(
         out_dir, rows, result.rows("candles_1m"), result.rows("indicators_1m"), note
     )
     return BacktestResult(out_dir, result, report, books)
@@ -149,26 +149,20 @@ def summary_lines(result: BacktestResult) -> list[str]:
             lines.append(
                 f"    {label:<9} return {s['Return [%]']:+7.3f} %  buy&hold "
                 f"{s['Buy & Hold Return [%]']:+7.3f} %  max dd {s['Max. Drawdown [%]']:7.3f} %  "
-                f"trades {s['# Trades']:>3}  win {backtest_report._fmt(s['Win Rate [%]']):>6} %"
+                f"trades {s['# Trades']:>3}  win {backtest_html.fmt(s['Win Rate [%]']):>6} %"
             )
     return lines
 
 
 def backtest(settings: Settings, args) -> int:
-    from runner.cli import _report
-
-    for key in ("commission", "slippage", "capital"):
-        value = getattr(args, key, None)
-        if value is not None:
-            setattr(settings, f"strategy_{key}", value)
     try:
         names = select(settings, args.strategy)
         result = run(settings, names, args.trades, args.out, args.orderbook, args.status)
     except BacktestError as exc:
         print(f"runner: {exc}", file=sys.stderr)
         return 2
-    except job.PlanError as exc:
-        return _report(exc.errors)
+    except PlanError as exc:
+        return validation.report(exc.errors)
     except replay.ReplayInputError as exc:
         print(f"runner: {exc}", file=sys.stderr)
         return 2

@@ -11,142 +11,37 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 
-from runner import job, pipeline
-from runner.errors import java_message
+from moex.settings import add_flags, given
+from runner import live
+from runner.backtest import backtest
+from runner.catalog import catalog, write_catalog
+from runner.flink_env import latest_checkpoint, streaming_config
+from runner.plan import PlanError
+from runner.reload import reload
+from runner.replay import replay
 from runner.settings import Settings
-from runner.sqlfiles import SqlFileError
-from stack.kafka import port_open
-from stack.topics import DEFAULT_PREFIX, TopicSpec, ensure_topics, load_topics
+from runner.validation import broker_reachable, report, topic_errors, validate
 
 
 def _settings(args: argparse.Namespace) -> Settings:
-    settings = Settings()
-    for key in ("bootstrap", "topic_prefix", "txn_prefix", "group_id", "jobmanager"):
-        value = getattr(args, key, None)
-        if value is not None:
-            setattr(settings, key, value)
-    if getattr(args, "sql_dir", None):
-        settings.sql_dir = Path(args.sql_dir)
-    if getattr(args, "catalog", None):
-        settings.catalog_path = Path(args.catalog)
-    if getattr(args, "checkpoint_dir", None):
-        settings.checkpoint_dir = Path(args.checkpoint_dir)
-    if getattr(args, "rest_port", None):
-        settings.rest_port = args.rest_port
-    if getattr(args, "checkpoint_ms", None):
-        settings.checkpoint_interval_ms = args.checkpoint_ms
-    if getattr(args, "pid_file", None):
-        settings.pid_file = Path(args.pid_file)
-    if getattr(args, "only", None):
-        settings.only = [n.strip() for n in args.only.split(",") if n.strip()]
-    settings.fresh = bool(getattr(args, "fresh", False))
-    return settings
-
-
-def _report(errors: list[SqlFileError]) -> int:
-    for err in errors:
-        print(err, file=sys.stderr)
-    print(f"runner: {len(errors)} problem(s) in sql/; nothing was started", file=sys.stderr)
-    return 2
-
-
-def validate(settings: Settings, connectors: job.Connectors | None = None):
-    """Structure (headers, statements) then Flink's own parser and planner.
-
-    Returns (t_env, plan, pipeline): the planner's translation, ready to submit (planned once).
-    Raises PlanError listing every problem as `file:line:col: message`.
-    """
-    plan = job.load_plan(settings)
-    t_env = job.create_table_env(settings)
-    connectors = connectors or job.Connectors(settings)
-    errors: list[SqlFileError] = []
-    statement_set = None
-    try:
-        statement_set = job.build(t_env, plan, connectors, settings, on_error=errors.append)
-    except job.PlanError:
-        pass
-    if not errors:
-        errors += job.check_grains(t_env, plan)
-    compiled = None
-    if not errors and plan.outputs:
-        try:
-            compiled = pipeline.translate(t_env, statement_set)
-        except Exception as exc:
-            errors += job.explain_each(t_env, plan) or [
-                SqlFileError(settings.sql_dir, 1, 1, f"the outputs together: {java_message(exc)}")
-            ]
-    if errors:
-        raise job.PlanError(errors)
-    return t_env, plan, compiled
-
-
-def sink_topics(plan: job.Plan, settings: Settings) -> dict[str, TopicSpec]:
-    """The topics the plan's sinks write, as declared by their files' headers (+ overrides)."""
-    declared = load_topics(sql_dir=settings.sql_dir)
-    specs = {}
-    for output in plan.outputs:
-        for name in (output.name, output.live_name):
-            if name:
-                spec = declared[DEFAULT_PREFIX + name].renamed(settings.topic_prefix)
-                specs[spec.name] = spec
-    return specs
-
-
-def topic_errors(
-    plan: job.Plan,
-    settings: Settings,
-    create: bool,
-    timeout_s: float = 30.0,
-    say: Callable[[str], None] = print,
-) -> list[SqlFileError]:
-    """Create the sink topics that are missing (or, create=False, ask the broker whether it
-    would); each refusal located at the header line that declares the topic."""
-    specs = sink_topics(plan, settings)
-    try:
-        report = ensure_topics(
-            settings.bootstrap,
-            specs.values(),
-            settings.topic_replication_factor,
-            validate_only=not create,
-            timeout_s=timeout_s,
-        )
-    except RuntimeError as exc:
-        return [SqlFileError(settings.sql_dir, 1, 1, f"sink topics not checked: {exc}")]
-    if report.created and create:
-        say(f"runner: created topics {', '.join(report.created)}")
-    return [
-        SqlFileError(
-            specs[name].declared_in,
-            specs[name].line,
-            1,
-            f"topic {name} cannot be created: {reason}",
-        )
-        for name, reason in report.refused.items()
-    ]
-
-
-def broker_reachable(bootstrap: str) -> bool:
-    host, _, port = bootstrap.split(",")[0].rpartition(":")
-    return port_open(host or "127.0.0.1", int(port))
+    """The settings, read once: the flags given override the environment and the defaults."""
+    return Settings(**given(args, Settings))
 
 
 def cmd_check(args: argparse.Namespace) -> int:
     settings = _settings(args)
     try:
         _, plan, _ = validate(settings)
-    except job.PlanError as exc:
-        return _report(exc.errors)
+    except PlanError as exc:
+        return report(exc.errors)
     # A broker named on the command line must answer; the default one is checked if it runs.
     if args.bootstrap or broker_reachable(settings.bootstrap):
         errors = topic_errors(plan, settings, create=False)
         if errors:
-            return _report(errors)
+            return report(errors)
         topics = f"; sink topics exist or can be created on {settings.bootstrap}"
     else:
         topics = f"; no broker at {settings.bootstrap}: sink topics not checked (--bootstrap)"
@@ -156,16 +51,16 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     settings = _settings(args)
-    if args.jobmanager:
+    if settings.jobmanager:
         # The TaskManagers start the Python workers. Otherwise PyFlink, seeing a local target
         # while planning, serves them from this process ("loopback"), which exits after submit.
         os.environ["_python_worker_execution_mode"] = "process"
-    restore = None if settings.fresh else job.latest_checkpoint(settings.checkpoint_dir)
+    restore = None if settings.fresh else latest_checkpoint(settings.checkpoint_dir)
     try:
         t_env, plan, compiled = validate(settings)
-    except job.PlanError as exc:
-        return _report(exc.errors)
-    job.write_catalog(job.catalog(t_env, plan, settings), settings.catalog_path)
+    except PlanError as exc:
+        return report(exc.errors)
+    write_catalog(catalog(t_env, plan, settings), settings.catalog_path)
     if args.dry_run:
         print(compiled.statement_set.explain())
         print(f"runner: dry run, {len(plan.outputs)} outputs; catalog in {settings.catalog_path}")
@@ -174,75 +69,46 @@ def cmd_run(args: argparse.Namespace) -> int:
     # job in a restart loop ("Topic ... not present in metadata after 60000 ms").
     errors = topic_errors(plan, settings, create=True)
     if errors:
-        return _report(errors)
-    if args.jobmanager:
+        return report(errors)
+    if settings.jobmanager:
         if args.checkpoint_dir:
             # A cluster on this machine (make up-cluster): the folder is shared by the
             # JobManager, the TaskManagers and this process, so a resubmission resumes from
             # the newest retained checkpoint there.
-            remote = job.streaming_config(settings, restore)
+            remote = streaming_config(settings, restore)
         else:
             # The cluster owns checkpoint storage and the state backend (compose:
             # FLINK_PROPERTIES, /checkpoints shared by JobManager and TaskManagers); this
             # container's .run/ is not visible there.
-            remote = job.streaming_config(settings, None)
+            remote = streaming_config(settings, None)
             for key in ("execution.checkpointing.dir", "state.backend.type"):
                 remote.pop(key)
         # Python workers on the TaskManagers import udfs/ from here (compose: /opt/moex).
-        remote["python.pythonpath"] = os.environ.get("MOEX_REMOTE_PYTHONPATH", "/opt/moex")
+        remote["python.pythonpath"] = settings.remote_pythonpath
         for key, value in remote.items():
             t_env.get_config().set(key, value)
-        host, _, port = args.jobmanager.partition(":")
+        host, _, port = settings.jobmanager.partition(":")
         t_env.get_config().set("execution.target", "remote")
         t_env.get_config().set("rest.address", host)
         t_env.get_config().set("rest.port", port or "8081")
         job_client = compiled.submit()
         resumed = f", resumed from {restore}" if args.checkpoint_dir and restore else ""
-        print(f"runner: job {job_client.get_job_id()} submitted to {args.jobmanager}{resumed}")
+        print(f"runner: job {job_client.get_job_id()} submitted to {settings.jobmanager}{resumed}")
         return 0
 
-    from runner.reload import LiveJob
-
-    requests: list[str] = []  # handlers only queue; the loop below acts between polls
-    signal.signal(signal.SIGTERM, lambda *_: requests.append("stop"))
-    signal.signal(signal.SIGINT, lambda *_: requests.append("stop"))
-    signal.signal(signal.SIGHUP, lambda *_: requests.append("reload"))
-    live = LiveJob(settings)
-    live.start(t_env, plan, compiled, restore)
-    live.remember_operators()
-    while True:
-        while requests:
-            request = requests.pop(0)
-            if request == "stop":
-                print("runner: stopping the job", flush=True)
-                live.cancel()
-                settings.pid_file.unlink(missing_ok=True)
-                return 0
-            live.reload()
-        status = live.status()
-        if status in ("FAILED", "CANCELED", "FINISHED"):
-            print(f"runner: job ended with status {status}", file=sys.stderr)
-            settings.pid_file.unlink(missing_ok=True)
-            return 1 if status == "FAILED" else 0
-        time.sleep(0.5)
+    return live.serve(settings, t_env, plan, compiled, restore)
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    from runner.replay import replay
-
     settings = _settings(args)
     return replay(settings, args)
 
 
 def cmd_backtest(args: argparse.Namespace) -> int:
-    from runner.backtest import backtest
-
     return backtest(_settings(args), args)
 
 
 def cmd_reload(args: argparse.Namespace) -> int:
-    from runner.reload import reload
-
     return reload(_settings(args))
 
 
@@ -255,24 +121,18 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command")
 
     def common(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--sql-dir", help="folder of .sql files (default sql/)")
-        p.add_argument("--bootstrap", help="Kafka bootstrap servers (default 127.0.0.1:9092)")
-        p.add_argument("--topic-prefix", help="topic name prefix (default moex.)")
-        p.add_argument("--only", help="comma-separated outputs to run")
-        p.add_argument("--catalog", help="where to write the outputs catalog")
+        add_flags(p, Settings, ("sql_dir", "bootstrap", "topic_prefix", "only", "catalog_path"))
+        add_flags(p, Settings, ("watermark_delay_ms", "idle_timeout_ms", "status_idle_timeout_ms"))
+        add_flags(p, Settings, ("parallelism", "jvm_heap_mb", "topic_replication_factor"))
 
     run = sub.add_parser("run", help="validate sql/ and run every output as one job")
     common(run)
-    run.add_argument("--fresh", action="store_true", help="ignore retained checkpoints")
     run.add_argument("--dry-run", action="store_true", help="print the plan, start nothing")
-    run.add_argument("--jobmanager", help="HOST:PORT of a remote Flink cluster")
-    run.add_argument("--txn-prefix", help="transactional id prefix (unique per job)")
-    run.add_argument("--group-id", help="Kafka consumer group of the sources")
-    run.add_argument("--checkpoint-dir")
-    run.add_argument("--checkpoint-ms", type=int)
-    run.add_argument("--rest-port", type=int)
-    run.add_argument(
-        "--pid-file", help="where the runner records itself (default .run/runner.json)"
+    add_flags(
+        run,
+        Settings,
+        ("fresh", "jobmanager", "txn_prefix", "group_id", "checkpoint_dir")
+        + ("checkpoint_interval_ms", "rest_port", "pid_file"),
     )
 
     check = sub.add_parser("check", help="validate sql/; start nothing")
@@ -292,14 +152,12 @@ def main(argv: list[str] | None = None) -> int:
     bt.add_argument("--orderbook", type=Path)
     bt.add_argument("--status", type=Path)
     bt.add_argument("--out", required=True, type=Path)
-    bt.add_argument("--commission", type=float, help="rate of each fill's value (default 0.0003)")
-    bt.add_argument("--slippage", type=float, help="entry price premium rate (default 0.0001)")
-    bt.add_argument("--capital", type=float, help="roubles per ticker (default 1,000,000)")
+    add_flags(bt, Settings, ("strategy_commission", "strategy_slippage", "strategy_capital"))
 
     rel = sub.add_parser("reload", help="validate edits, then resubmit from a savepoint")
     common(rel)  # accepted for symmetry; the running runner's own sql dir and outputs are used
-    rel.add_argument("--rest-port", type=int, help="ignored: the runner records its port")
-    rel.add_argument("--pid-file", help="the running runner's record (default .run/runner.json)")
+    # --rest-port is accepted and ignored: the running runner records its port in the pid file.
+    add_flags(rel, Settings, ("rest_port", "pid_file"))
 
     args = parser.parse_args(argv)
     if args.command is None:

@@ -21,22 +21,23 @@ files so far), the trade rate and the time left at that rate.
 from __future__ import annotations
 
 import csv
-import io
 import json
-import re
 import shutil
 import sys
-import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 
-from runner import job
+from producer.records import trade_json
+from producer.validate import CSV_COLUMNS, Invalid, parse_csv_header, trade_from_csv_line
+from runner.connectors import FileConnectors
 from runner.errors import java_message
-from runner.flink_rest import rest as rest_get
+from runner.flink_env import create_table_env
+from runner.plan import PlanError, build, load_plan
+from runner.replay_progress import PROGRESS_EVERY_S, FinalCheckpoints, Progress
 from runner.settings import Settings
+from runner.sqlfiles import grain_columns
+from runner.validation import report
 from stack.kafka import free_port
 
 INPUT_FILES = {
@@ -44,7 +45,10 @@ INPUT_FILES = {
     "orderbook": "orderbook.jsonl",
     "market_status": "market_status.jsonl",
 }
-CSV_COLUMNS = ("ticker", "ts", "price", "qty", "side", "trade_id")
+REPLAY_CHECKPOINT_INTERVAL = "60 s"
+# Up to this many trades the JVM compiles with C1 only (runner/flink_env.py, quick_start): the
+# job is over before C2's code would pay for its compilation.
+QUICK_START_MAX_TRADES = 100_000
 
 
 class ReplayInputError(Exception):
@@ -76,46 +80,30 @@ class ReplayResult:
 # --- inputs ---------------------------------------------------------------------------------
 
 
-def _epoch_ms(value: str) -> int:
-    value = value.strip()
-    if value.lstrip("-").isdigit():
-        return int(value)
-    text = value.replace("Z", "+00:00")
-    moment = datetime.fromisoformat(text)
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return int(round(moment.timestamp() * 1000))
-
-
 def csv_trades_to_jsonl(text: str, source: Path) -> list[str]:
-    """CSV `ticker,ts,price,qty,side,trade_id` (header optional) -> topic payload lines."""
+    """CSV `ticker,ts,price,qty,side,trade_id` (header optional) -> topic payload lines.
+
+    Each row is read as the producer reads a CSV replay (producer/validate.py): prices exact
+    decimals on the instrument's tick grid, ts ISO 8601 with a zone or epoch ms.
+    """
     lines = []
-    reader = csv.reader(io.StringIO(text))
-    for number, row in enumerate(reader, start=1):
-        if not row or all(not cell.strip() for cell in row):
+    columns = list(CSV_COLUMNS)
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
             continue
-        if number == 1 and row[0].strip().lower() == "ticker":
-            continue
-        if len(row) != len(CSV_COLUMNS):
-            raise ReplayInputError(
-                f"{source}:{number}: expected {len(CSV_COLUMNS)} columns "
-                f"{','.join(CSV_COLUMNS)}, got {len(row)}"
-            )
-        ticker, ts, price, qty, side, trade_id = (cell.strip() for cell in row)
         try:
-            record = {
-                "event_id": f"{ticker}:T:{trade_id}",
-                "ticker": ticker,
-                "board": "TQBR",
-                "trade_id": int(trade_id),
-                "ts": _epoch_ms(ts),
-                "price": float(price),
-                "qty": int(qty),
-                "side": side,
-            }
-        except ValueError as exc:
+            if number == 1 and line.split(",", 1)[0].strip().lower() == "ticker":
+                columns = parse_csv_header(line)
+                continue
+            cells = len(next(csv.reader([line]), []))
+            if cells != len(columns):
+                raise ReplayInputError(
+                    f"{source}:{number}: expected {len(columns)} columns "
+                    f"{','.join(columns)}, got {cells}"
+                )
+            lines.append(trade_json(trade_from_csv_line(line, columns)))
+        except Invalid as exc:
             raise ReplayInputError(f"{source}:{number}: {exc}") from exc
-        lines.append(json.dumps(record, separators=(",", ":")))
     return lines
 
 
@@ -146,174 +134,12 @@ def prepare_input(source: Path | None, kind: str, target: Path) -> int:
     return len(lines)
 
 
-# --- progress -----------------------------------------------------------------------------
-
-# A source operator's record counter, per subtask: "0.Source__trades_raw[1].numRecordsOut"
-SOURCE_COUNTER = re.compile(r"^\d+\.Source__(?P<table>\w+)_raw\[\d+\]\.numRecordsOut$")
-PROGRESS_EVERY_S = 5.0
-REPLAY_CHECKPOINT_INTERVAL = "60 s"
-# Up to this many trades the JVM compiles with C1 only (runner/job.py, quick_start): the job is
-# over before C2's code would pay for its compilation.
-QUICK_START_MAX_TRADES = 100_000
-
-
-class LineCounter:
-    """Lines written so far under a sink's folder, reading only what was appended since the last
-    count (in-progress part files grow; a committed one is renamed once, then counted anew)."""
-
-    def __init__(self, folder: Path) -> None:
-        self.folder = folder
-        self.seen: dict[Path, tuple[int, int]] = {}  # path -> (bytes read, newlines in them)
-
-    def count(self) -> int:
-        if not self.folder.exists():
-            return 0
-        current: dict[Path, tuple[int, int]] = {}
-        for part in self.folder.rglob("*"):
-            try:
-                if not part.is_file():
-                    continue
-                offset, lines = self.seen.get(part, (0, 0))
-                with open(part, "rb") as stream:
-                    stream.seek(offset)
-                    chunk = stream.read()
-                current[part] = (offset + len(chunk), lines + chunk.count(b"\n"))
-            except OSError:
-                continue  # renamed or removed between listing and reading: counted next time
-        self.seen = current
-        return sum(lines for _, lines in current.values())
-
-
-class JobWatcher:
-    """A daemon thread calling `tick` every `every_s` while the replay's job runs."""
-
-    def __init__(self, rest_port: int, job_id: Callable[[], str | None], every_s: float) -> None:
-        self.rest_port = rest_port
-        self.job_id = job_id
-        self.every_s = every_s
-        self.stopped = threading.Event()
-        self.thread = threading.Thread(target=self._run, name=type(self).__name__, daemon=True)
-
-    def start(self) -> JobWatcher:
-        self.thread.start()
-        return self
-
-    def stop(self) -> None:
-        self.stopped.set()
-        if self.thread.ident is not None:
-            self.thread.join(10)
-
-    def tick(self) -> None:
-        raise NotImplementedError
-
-    def _run(self) -> None:
-        due = time.monotonic() + self.every_s
-        while not self.stopped.wait(max(0.0, due - time.monotonic())):
-            due += self.every_s  # a fixed cadence, however long the REST calls take
-            self.tick()
-
-
-class Progress(JobWatcher):
-    """Prints a progress line every `every_s` while the replay's job runs."""
-
-    def __init__(
-        self,
-        rest_port: int,
-        job_id: Callable[[], str | None],
-        totals: dict[str, int],
-        parts_dir: Path,
-        outputs: list[str],
-        every_s: float = PROGRESS_EVERY_S,
-        write: Callable[[str], None] | None = None,
-    ) -> None:
-        super().__init__(rest_port, job_id, every_s)
-        self.totals = totals
-        self.counters = {name: LineCounter(parts_dir / name) for name in outputs}
-        self.write = write or (lambda line: print(line, file=sys.stderr, flush=True))
-        self.started = time.monotonic()
-        self.last = (0.0, 0)  # (seconds, trades read) at the previous line
-
-    def records_read(self) -> dict[str, int]:
-        """Records each source has emitted so far, or {} before the job reports metrics."""
-        job_id = self.job_id()
-        if job_id is None:
-            return {}
-        read: dict[str, int] = {}
-        for vertex in rest_get(self.rest_port, f"/jobs/{job_id}", timeout=5).get("vertices", []):
-            if not vertex.get("name", "").startswith("Source: "):
-                continue
-            base = f"/jobs/{job_id}/vertices/{vertex['id']}/metrics"
-            names = [m["id"] for m in rest_get(self.rest_port, base, timeout=5)]
-            wanted = [n for n in names if SOURCE_COUNTER.match(n)]
-            if not wanted:
-                continue
-            for metric in rest_get(self.rest_port, f"{base}?get={','.join(wanted)}", timeout=5):
-                table = SOURCE_COUNTER.match(metric["id"])["table"]
-                read[table] = read.get(table, 0) + int(float(metric["value"]))
-        return read
-
-    def line(self) -> str:
-        elapsed = time.monotonic() - self.started
-        try:
-            read = self.records_read()
-        except Exception:  # noqa: BLE001 - the MiniCluster is starting or finishing
-            read = {}
-        inputs = ", ".join(
-            f"{name} {read[name]:,}/{total:,}" if name in read else f"{name} ?/{total:,}"
-            for name, total in self.totals.items()
-        )
-        written = ", ".join(f"{name} {c.count():,}" for name, c in self.counters.items())
-        trades, total = read.get("trades"), self.totals.get("trades", 0)
-        pace = "rate and ETA once the sources report"
-        if trades:
-            # The rate since the previous line: the job's start does not drag the ETA.
-            since, before = self.last
-            recent = (trades - before) / (elapsed - since) if trades > before else 0.0
-            rate = recent or trades / elapsed
-            pace = f"{rate:,.0f} trades/s, ETA {(total - trades) / rate:.0f} s"
-            if trades > before:  # REST metrics refresh less often than lines are printed
-                self.last = (elapsed, trades)
-        return f"runner: {elapsed:.0f} s: read {inputs}; written {written}; {pace}"
-
-    def tick(self) -> None:
-        self.write(self.line())
-
-
-class FinalCheckpoints(JobWatcher):
-    """Asks for a checkpoint every second once every source has read its file to the end.
-
-    The filesystem sink commits its files only on checkpoints, and a bounded streaming job ends
-    only after a checkpoint taken when its tasks are done. Periodic checkpoints while the files
-    are read only cost time (each one snapshots every window, OVER and MATCH_RECOGNIZE state),
-    so replay checkpoints rarely and triggers the closing ones itself (POST
-    /jobs/<id>/checkpoints) as soon as the inputs are consumed.
-    """
-
-    def __init__(self, rest_port: int, job_id: Callable[[], str | None]) -> None:
-        super().__init__(rest_port, job_id, every_s=1.0)
-
-    def sources_finished(self, job_id: str) -> bool:
-        vertices = rest_get(self.rest_port, f"/jobs/{job_id}", timeout=5).get("vertices", [])
-        sources = [v for v in vertices if v.get("name", "").startswith("Source: ")]
-        return bool(sources) and all(v.get("status") == "FINISHED" for v in sources)
-
-    def tick(self) -> None:
-        try:
-            job_id = self.job_id()
-            if job_id is not None and self.sources_finished(job_id):
-                rest_get(self.rest_port, f"/jobs/{job_id}/checkpoints", body={}, timeout=5)
-        except Exception:  # noqa: BLE001 - not running yet, one in progress, or job over
-            pass
-
-
 # --- the job --------------------------------------------------------------------------------
 
 
 def replay_settings(base: Settings) -> Settings:
-    settings = Settings(**{k: getattr(base, k) for k in base.__dataclass_fields__})
     # Bounded files: throughput over latency in the Python workers.
-    settings.python_bundle_time_ms = 1000
-    return settings
+    return base.model_copy(update={"python_bundle_time_ms": 1000})
 
 
 def run(
@@ -339,14 +165,14 @@ def run(
         result.input_counts[kind] = prepare_input(source, kind, target)
         inputs[kind] = target
 
-    plan = job.load_plan(settings)
-    connectors = job.FileConnectors(settings, inputs, work / "parts")
+    plan = load_plan(settings)
+    connectors = FileConnectors(settings, inputs, work / "parts")
     planning = time.monotonic()
     config = replay_config(settings, work)
     quick_start = result.input_counts["trades"] <= QUICK_START_MAX_TRADES
-    t_env = job.create_table_env(settings, extra=config, quick_start=quick_start)
+    t_env = create_table_env(settings, extra=config, quick_start=quick_start)
     jvm_ready = time.monotonic()
-    statement_set = job.build(t_env, plan, connectors, settings, twins=False)
+    statement_set = build(t_env, plan, connectors, settings, twins=False)
     ddl_done = time.monotonic()
     table_result = statement_set.execute()
     running = time.monotonic()
@@ -378,7 +204,7 @@ def run(
 
     for output in plan.outputs:
         lines = collect_parts(work / "parts" / output.name)
-        grain = [c.strip() for c in output.file.header.get("grain", "").split(",") if c.strip()]
+        grain = grain_columns(output.file)
         lines.sort(key=lambda line, g=grain: sort_key(line, g))
         (out_dir / f"{output.name}.jsonl").write_text("".join(f"{line}\n" for line in lines))
         result.counts[output.name] = len(lines)
@@ -421,12 +247,10 @@ def sort_key(line: str, grain: list[str]) -> tuple:
 
 
 def replay(settings: Settings, args) -> int:
-    from runner.cli import _report
-
     try:
         result = run(settings, args.trades, args.out, args.orderbook, args.status)
-    except job.PlanError as exc:
-        return _report(exc.errors)
+    except PlanError as exc:
+        return report(exc.errors)
     except ReplayInputError as exc:
         print(f"runner: {exc}", file=sys.stderr)
         return 2

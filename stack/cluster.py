@@ -26,8 +26,8 @@ import urllib.request
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from moex.paths import FLINK_JARS, ROOT, RUN, connector_jar
 from stack.kafka import free_port, new_cluster_id, port_open
-from stack.paths import FLINK_JARS, ROOT, RUN, connector_jar
 from stack.topics import create_topics
 from stack.up import (
     PY,
@@ -563,10 +563,11 @@ def up_cluster(ports: ClusterPorts, producer_args: list[str], run_dir: Path = RU
 def shell_init(bootstrap: str, topic_prefix: str = "moex.") -> str:
     """The SQL client's init file: sql/'s DDL as the job runs it (the runner's plan and
     placeholder substitution), every input and output table readable from the start."""
-    from runner import job
+    from runner.connectors import Connectors, substitute
+    from runner.plan import load_plan
     from runner.settings import Settings
 
-    class ShellConnectors(job.Connectors):
+    class ShellConnectors(Connectors):
         """Read every table from its first offset, read_committed, under a consumer group of
         its own (the job's committed offsets stay untouched); output tables become readable."""
 
@@ -582,7 +583,7 @@ def shell_init(bootstrap: str, topic_prefix: str = "moex.") -> str:
     settings = Settings()
     settings.bootstrap = bootstrap
     settings.topic_prefix = topic_prefix
-    plan = job.load_plan(settings)
+    plan = load_plan(settings)
     connectors = ShellConnectors(settings)
     outputs = {o.name: o for o in plan.outputs}
     statements = [
@@ -600,16 +601,14 @@ def shell_init(bootstrap: str, topic_prefix: str = "moex.") -> str:
     for stmt in plan.ddl:
         output = outputs.get(stmt.name) if stmt.kind == "create_table" else None
         if output is not None and stmt.name == stmt.path.stem:
-            statements.append(
-                job.substitute(stmt, connectors, settings, output.name, output.guarantee)
-            )
+            statements.append(substitute(stmt, connectors, settings, output.name, output.guarantee))
             if output.twin:
                 twin = replace(stmt, text=stmt.renamed(output.live_name), name=output.live_name)
                 statements.append(
-                    job.substitute(twin, connectors, settings, output.live_name, "at-least-once")
+                    substitute(twin, connectors, settings, output.live_name, "at-least-once")
                 )
         else:
-            statements.append(job.substitute(stmt, connectors, settings, None, None))
+            statements.append(substitute(stmt, connectors, settings, None, None))
     return "\n\n".join(s.rstrip().rstrip(";") + ";" for s in statements) + "\n"
 
 

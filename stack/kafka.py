@@ -20,7 +20,7 @@ import time
 import uuid
 from pathlib import Path
 
-from stack.paths import KAFKA_JARS, ROOT, RUN
+from moex.paths import KAFKA_JARS, ROOT, RUN
 
 LOG4J_CONFIG = ROOT / "stack" / "kafka-log4j2.yaml"
 

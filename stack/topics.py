@@ -24,7 +24,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from stack.paths import ROOT, SQL_DIR, TOPICS_FILE
+from moex.paths import ROOT, SQL_DIR, TOPICS_FILE
 
 DEFAULT_PREFIX = "moex."
 

@@ -25,8 +25,8 @@ from datetime import datetime, timedelta, timezone
 from datetime import time as datetime_time
 from pathlib import Path
 
+from moex.paths import ROOT, RUN
 from stack.kafka import port_open
-from stack.paths import ROOT, RUN
 from stack.topics import create_topics
 
 PY = sys.executable

@@ -821,7 +821,7 @@ class ReplayOracle:
             digest.update(path.read_bytes())
         from importlib.metadata import version
 
-        from stack.paths import connector_jar
+        from moex.paths import connector_jar
 
         digest.update(f"pyflink {version('apache-flink')} {connector_jar().name}".encode())
         return digest.hexdigest()[:20]

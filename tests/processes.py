@@ -13,7 +13,7 @@ from typing import TypeVar
 
 import httpx
 
-from stack.paths import ROOT
+from moex.paths import ROOT
 from tests.environ import clean_environ
 
 T = TypeVar("T")

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from runner import backtest, backtest_report
+from runner import backtest, backtest_html, backtest_report
 from runner.settings import Settings
 from tests.golden.make_golden import T0, Trades, minute_closes
 
@@ -277,5 +277,5 @@ def test_select_when_unknown_strategy_then_error_lists_the_known_ones() -> None:
 
 
 def test_report_path_is_offline(tmp_path: Path) -> None:
-    path = backtest_report.write_report(tmp_path, {"x": []}, [], [], "note")
+    path = backtest_html.write_report(tmp_path, {"x": []}, [], [], "note")
     assert "No candles" in path.read_text()

@@ -9,7 +9,6 @@ import json
 import string
 import warnings
 from collections.abc import Iterator
-from dataclasses import replace
 from pathlib import Path
 from urllib.parse import quote
 
@@ -249,7 +248,7 @@ def test_events_when_parameters_malformed_then_422_before_streaming(
 
 
 def test_events_when_client_cap_reached_then_503_with_retry_after(base_settings: Settings) -> None:
-    with TestClient(create_app(replace(base_settings, max_clients=0))) as full:
+    with TestClient(create_app(base_settings.model_copy(update={"max_clients": 0}))) as full:
         response = full.get("/api/events?streams=candles_1m&ticker=SBER")
     assert response.status_code == 503
     assert response.headers["retry-after"] == "5"
@@ -259,7 +258,7 @@ def test_events_when_client_cap_reached_then_503_with_retry_after(base_settings:
 def test_api_when_token_configured_then_bearer_or_query_token_required(
     base_settings: Settings,
 ) -> None:
-    with TestClient(create_app(replace(base_settings, token="s3cret"))) as guarded:
+    with TestClient(create_app(base_settings.model_copy(update={"token": "s3cret"}))) as guarded:
         assert guarded.get("/api/streams").status_code == 401
         assert (
             guarded.get("/api/streams", headers={"Authorization": "Bearer wrong"}).status_code
@@ -282,7 +281,7 @@ def test_cors_when_not_configured_then_no_cross_origin_access(
     response = client.get("/api/streams", headers={"Origin": "https://elsewhere.example"})
     assert "access-control-allow-origin" not in response.headers
     with TestClient(
-        create_app(replace(base_settings, cors_origins=("https://desk.example",)))
+        create_app(base_settings.model_copy(update={"cors_origins": ("https://desk.example",)}))
     ) as open_client:
         allowed = open_client.get("/api/streams", headers={"Origin": "https://desk.example"})
         refused = open_client.get("/api/streams", headers={"Origin": "https://elsewhere.example"})

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import subprocess
@@ -11,10 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from runner import job
+from moex.paths import ROOT, SQL_DIR
 from runner.cli import main
+from runner.connectors import Connectors
+from runner.plan import PlanError, load_plan
 from runner.settings import Settings
-from stack.paths import ROOT, SQL_DIR
 from tests.environ import clean_environ
 
 
@@ -38,8 +38,8 @@ def break_line(path: Path, old: str, new: str) -> int:
 def structural_errors(sql_dir: Path) -> list[str]:
     settings = Settings()
     settings.sql_dir = sql_dir
-    with pytest.raises(job.PlanError) as raised:
-        job.load_plan(settings)
+    with pytest.raises(PlanError) as raised:
+        load_plan(settings)
     return [str(e) for e in raised.value.errors]
 
 
@@ -106,12 +106,12 @@ def test_load_plan_when_file_inserts_into_another_output_then_reported_at_the_in
 def test_load_plan_when_only_names_an_unknown_output_then_reported() -> None:
     settings = Settings()
     settings.only = ["candles_7m"]
-    with pytest.raises(job.PlanError, match="unknown outputs"):
-        job.load_plan(settings)
+    with pytest.raises(PlanError, match="unknown outputs"):
+        load_plan(settings)
 
 
 def test_load_plan_when_repository_sql_then_every_output_has_header_and_sink() -> None:
-    plan = job.load_plan(Settings())
+    plan = load_plan(Settings())
     names = [o.name for o in plan.outputs]
     assert names == [
         "candles_1m",
@@ -137,11 +137,18 @@ def test_load_plan_when_repository_sql_then_every_output_has_header_and_sink() -
     assert all(o.guarantee == "exactly-once" for o in plan.outputs)
 
 
-def test_sources_when_built_then_market_status_idles_fast_and_trades_wait_long() -> None:
+def test_sources_when_built_then_market_status_idles_fast_and_trades_wait_long(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """A trades/orderbook partition marked idle while its records are only delayed has them
     dropped as late (tests/test_faults_idle.py); the sparse status topic must idle fast."""
-    connectors = job.Connectors(Settings(idle_timeout_ms=30_000, status_idle_timeout_ms=1000))
+    connectors = Connectors(Settings(idle_timeout_ms=30_000, status_idle_timeout_ms=1000))
     assert connectors.source("trades")["scan.watermark.idle-timeout"] == "30000 ms"
     assert connectors.source("orderbook")["scan.watermark.idle-timeout"] == "30000 ms"
     assert connectors.source("market_status")["scan.watermark.idle-timeout"] == "1000 ms"
-    assert Settings().idle_timeout_ms >= 60_000 or "MOEX_IDLE_TIMEOUT_MS" in os.environ
+    # The default, whatever the environment running the tests says (settings are read when
+    # made, not at import, so the variable set here is what they see).
+    monkeypatch.delenv("MOEX_IDLE_TIMEOUT_MS", raising=False)
+    assert Settings().idle_timeout_ms >= 60_000
+    monkeypatch.setenv("MOEX_IDLE_TIMEOUT_MS", "2000")
+    assert Settings().idle_timeout_ms == 2000

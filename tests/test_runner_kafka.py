@@ -22,11 +22,11 @@ from pathlib import Path
 import pytest
 
 from gateway.job_health import JobHealth
-from runner.flink_rest import NOT_RUNNING, runner_job_health
-from runner.reload import job_state, reload
+from moex.paths import ROOT, SQL_DIR
+from runner.flink_rest import NOT_RUNNING, job_state, runner_job_health
+from runner.reload import reload
 from runner.settings import Settings
 from stack.kafka import free_port
-from stack.paths import ROOT, SQL_DIR
 from tests.environ import clean_environ
 from tests.examples import obv
 from tests.golden import oracle

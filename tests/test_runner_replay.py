@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
+from moex.paths import ROOT
 from runner import replay
 from runner.cli import main
 from runner.replay import ReplayInputError, csv_trades_to_jsonl, prepare_input, sort_key
-from stack.paths import ROOT
 
 # "runner: 12 s: read trades 1,200/2,000, ...; written candles_1s 40, ...; 100 trades/s, ETA 8 s"
 PROGRESS = re.compile(r"^runner: \d+ s: read trades .*; written .*; ")

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
+from moex.paths import SQL_DIR
 from runner import replay
 from runner.settings import Settings
 from runner.sqlfiles import discover, grain_columns, load
-from stack.paths import SQL_DIR
 from tests.golden.compare import differences, load_jsonl
 
 GOLDEN = Path(__file__).resolve().parent / "golden"

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from stack.paths import SQL_DIR, TOPICS_FILE
+from moex.paths import SQL_DIR, TOPICS_FILE
 from stack.topics import declaration_errors, ensure_topics, load_topics
 from tests.examples import obv
 

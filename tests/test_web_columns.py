@@ -14,7 +14,7 @@ import pytest
 
 from gateway.catalog import MARKET_STATUS
 from gateway.sample_feed import RECORDED, load
-from stack.paths import ROOT
+from moex.paths import ROOT
 
 PAGE_COLUMNS: dict[str, list[str]] = json.loads(
     (ROOT / "web" / "static" / "columns.json").read_text()
@@ -28,14 +28,17 @@ def columns_of(catalog: dict) -> dict[str, list[str]]:
 @pytest.fixture(scope="module")
 def current_catalog(tmp_path_factory: pytest.TempPathFactory) -> dict:
     """The catalog today's sql/ produces: every DDL run on a TableEnvironment, nothing planned."""
-    from runner import job
+    from runner.catalog import catalog
+    from runner.connectors import Connectors
+    from runner.flink_env import create_table_env
+    from runner.plan import build, load_plan
     from runner.settings import Settings
 
     settings = Settings(checkpoint_dir=tmp_path_factory.mktemp("checkpoints"))
-    plan = job.load_plan(settings)
-    t_env = job.create_table_env(settings)
-    job.build(t_env, plan, job.Connectors(settings), settings)
-    return job.catalog(t_env, plan, settings)
+    plan = load_plan(settings)
+    t_env = create_table_env(settings)
+    build(t_env, plan, Connectors(settings), settings)
+    return catalog(t_env, plan, settings)
 
 
 def missing_columns(page: dict[str, list[str]], job_columns: dict[str, list[str]]) -> list[str]:
