@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from moex.paths import ROOT
-from runner import replay
+from runner import plan_cache, replay
 from runner.cli import main
 from runner.replay import ReplayInputError, csv_trades_to_jsonl, prepare_input, sort_key
 
@@ -136,3 +136,27 @@ def test_replay_cli_when_job_runs_then_prints_progress_of_every_input_and_output
     final = len((out / "candles_1s.jsonl").read_text().splitlines())
     written = [int(n.replace(",", "")) for n in re.findall(r"candles_1s ([\d,]+)", captured.err)]
     assert written and all(n <= final for n in written)
+
+
+def test_replay_when_same_sql_replayed_again_then_cached_plan_gives_same_rows(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(plan_cache, "PLANS", tmp_path / "plans")
+    trades = tmp_path / "trades.csv"
+    trades.write_text(CSV)
+    args = ["replay", "--trades", str(trades), "--only", "candles_1s,candles_1m"]
+    printed, outputs = [], []
+    for run in ("first", "second"):
+        assert main([*args, "--out", str(tmp_path / run)]) == 0
+        printed.append(capsys.readouterr().out)
+        outputs.append(
+            {n: (tmp_path / run / f"{n}.jsonl").read_text() for n in ("candles_1s", "candles_1m")}
+        )
+    assert "planned and submit" in printed[0], printed[0]
+    assert len(list((tmp_path / "plans").glob("*.json"))) == 1
+    assert "cached plan and submit" in printed[1], printed[1]
+    assert outputs[1] == outputs[0] and outputs[0]["candles_1m"].count("\n") == 3
+    # Another subset of outputs is another plan.
+    assert main([*args[:-1], "candles_1m", "--out", str(tmp_path / "third")]) == 0
+    assert "planned and submit" in capsys.readouterr().out
+    assert len(list((tmp_path / "plans").glob("*.json"))) == 2
