@@ -20,11 +20,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from moex.paths import ROOT
 from producer import cli as producer_cli
 from runner import replay
 from runner.settings import Settings
 from stack.kafka import free_port
-from stack.paths import ROOT
 from tests.environ import clean_environ
 from tests.faults_support import TopicTail
 from tests.golden import algopack_reference as reference
