@@ -17,6 +17,8 @@ measured minute during which
     checkpoint durations.
 The first step the job cannot keep up with ends the stepping. RSS and CPU of every component are
 sampled every second throughout (the `rss` benchmark).
+
+Over 300 lines: one benchmark, its phases (start, step, measure, report) read top to bottom.
 """
 
 from __future__ import annotations
@@ -27,26 +29,23 @@ import threading
 import time
 from pathlib import Path
 
-from benchmarks.common import (
+from benchmarks.bench_venv import bench_python
+from benchmarks.flink_metrics import VertexProfiler, vertex_load
+from benchmarks.harness import (
     PY,
     TICKERS,
     LagProbe,
     Proc,
-    Result,
-    Sampler,
-    VertexProfiler,
-    bench_python,
     child_env,
     kafka_broker,
-    latency_summary,
-    rest_get,
-    running_job,
     say,
-    vertex_load,
     wait_for,
     workspace,
 )
+from benchmarks.report import Result, latency_summary
+from benchmarks.sampling import Sampler
 from gateway.rows import parse_instant
+from runner.flink_rest import rest, running_job
 from stack.kafka import free_port
 
 STEPS = (2_000, 5_000, 10_000, 20_000, 40_000)
@@ -153,7 +152,7 @@ def sse_rows(path: Path) -> list[tuple[float, dict]]:
 
 def checkpoint_stats(port: int, job_id: str) -> dict:
     try:
-        stats = rest_get(port, f"/jobs/{job_id}/checkpoints")
+        stats = rest(port, f"/jobs/{job_id}/checkpoints")
     except Exception as exc:
         return {"error": str(exc)}
     latest = (stats.get("latest") or {}).get("completed") or {}

@@ -14,6 +14,8 @@ the time is from the process start (or from the job's start: Flink's REST `start
 app.run()) to the arrival of the last expected row. Both commit every second (Flink's checkpoint
 interval, Quix's commit_interval), so neither waits long to make its last rows visible. The EMA
 values of both are compared as a check that they computed the same thing.
+
+Over 300 lines: one benchmark, the Flink side and the peer side kept side by side.
 """
 
 from __future__ import annotations
@@ -25,24 +27,21 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from benchmarks.bench_replay import generate
-from benchmarks.common import (
+from benchmarks.bench_venv import bench_python
+from benchmarks.flink_metrics import VertexProfiler, vertex_load
+from benchmarks.harness import (
     PY,
     Proc,
-    Result,
-    Sampler,
-    VertexProfiler,
-    bench_python,
     child_env,
     create_extra_topics,
     kafka_broker,
-    median,
-    rest_get,
-    running_job,
     say,
-    vertex_load,
     workspace,
 )
+from benchmarks.report import Result, median
+from benchmarks.sampling import Sampler
 from gateway.rows import parse_instant
+from runner.flink_rest import rest, running_job
 from stack.kafka import free_port
 
 HERE = Path(__file__).resolve().parent
@@ -151,7 +150,7 @@ def prepare_input(work: Path, events: int) -> tuple[Path, int, int]:
 
 def job_start_time(rest_port: int) -> tuple[float | None, str | None]:
     """When the job was submitted (Flink's `start-time`, epoch s), whatever its state."""
-    jobs = rest_get(rest_port, "/jobs/overview")["jobs"]
+    jobs = rest(rest_port, "/jobs/overview")["jobs"]
     if not jobs:
         return None, None
     return jobs[0]["start-time"] / 1000, jobs[0]["jid"]

@@ -10,18 +10,9 @@ import re
 import resource
 import time
 
-from benchmarks.common import (
-    PY,
-    TICKERS,
-    Proc,
-    Result,
-    Sampler,
-    child_env,
-    kafka_broker,
-    median,
-    say,
-    workspace,
-)
+from benchmarks.harness import PY, TICKERS, Proc, child_env, kafka_broker, say, workspace
+from benchmarks.report import Result, median
+from benchmarks.sampling import Sampler
 
 SUMMARY = re.compile(
     r"done \((?P<ended>[^)]+)\) in (?P<seconds>[\d.]+) s: (?P<records>\d+) records "

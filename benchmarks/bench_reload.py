@@ -21,7 +21,15 @@ import sys
 import time
 from pathlib import Path
 
-from benchmarks.common import child_env, kafka_broker, say, stop_all, wait_for, workspace
+from benchmarks.harness import (
+    child_env,
+    create_extra_topics,
+    kafka_broker,
+    say,
+    stop_all,
+    wait_for,
+    workspace,
+)
 from moex.paths import ROOT
 from stack.kafka import free_port
 from tests.examples import obv
@@ -81,11 +89,7 @@ def run(code: Path, keep: bool) -> dict:
         watch.poll(15)  # a steady state before the reload
         obv.write(sql_dir)
         if not (code / "stack" / "topics.py").read_text().count("output_topics"):
-            from kafka.admin import KafkaAdminClient, NewTopic
-
-            admin = KafkaAdminClient(bootstrap_servers=broker.bootstrap)
-            admin.create_topics([NewTopic("moex.obv_1m", 3, 1)])
-            admin.close()
+            create_extra_topics(broker.bootstrap, ["moex.obv_1m"])
         t0 = time.time()
         reload = subprocess.Popen(
             [python, "-m", "runner", "reload", "--pid-file", str(pid_file)],

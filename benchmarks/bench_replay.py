@@ -25,21 +25,11 @@ import threading
 import time
 from pathlib import Path
 
-from benchmarks.common import (
-    PY,
-    TICKERS,
-    Proc,
-    Result,
-    Sampler,
-    VertexProfiler,
-    child_env,
-    find_rest_port,
-    median,
-    rest_get,
-    say,
-    vertex_load,
-    workspace,
-)
+from benchmarks.flink_metrics import VertexProfiler, vertex_load
+from benchmarks.harness import PY, TICKERS, Proc, child_env, say, workspace
+from benchmarks.report import Result, median
+from benchmarks.sampling import Sampler, find_rest_port
+from runner.flink_rest import rest
 
 # "runner: replayed T trades, B book snapshots, S status changes in X s (planning P s, job J s"
 # (older runners printed no planning time; their job time included it)
@@ -116,10 +106,10 @@ def replay_once(work: Path, inputs: Path, label: str) -> dict:
                 if port is None:
                     port = find_rest_port(proc.pid)
                 else:
-                    jobs = rest_get(port, "/jobs/overview")["jobs"]
+                    jobs = rest(port, "/jobs/overview")["jobs"]
                     if jobs:
                         job_id = jobs[0]["jid"]
-                        job = rest_get(port, f"/jobs/{job_id}")
+                        job = rest(port, f"/jobs/{job_id}")
                         job_info["timestamps"] = job.get("timestamps", {})
                         job_info["state"] = job.get("state")
                         if job.get("state") == "RUNNING":

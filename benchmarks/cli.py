@@ -9,7 +9,8 @@ import sys
 import time
 from pathlib import Path
 
-from benchmarks.common import Result, load_avg, machine_facts, say, stop_all
+from benchmarks.harness import say, stop_all
+from benchmarks.report import Result, load_avg, machine_facts
 from moex.paths import ROOT
 
 NAMES = ("producer", "replay", "live", "rss", "fanout", "peer")

@@ -15,6 +15,8 @@ per-ticker level with a one-tick bounce, so nothing moves 2 % except the injecte
 `--spike-every` seconds one ticker (in turn) jumps 3 % (up, then down on its next turn) and stays
 there; the spike trade's ticker, kind and ts go to --spikes-out. Producer settings as the
 project's producer: idempotent, acks=all.
+
+Over 300 lines: one standalone program (it runs in the bench venv, apart from the project).
 """
 
 from __future__ import annotations

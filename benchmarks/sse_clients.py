@@ -19,6 +19,8 @@ time minus its `published_ms` (the publisher's wall clock just before it sent th
 process would queue the reads behind each other. The ready file is written once every client has
 its `ready` event; the summary on SIGTERM (or after --duration seconds). --record keeps the full
 parse (every event with its name and data, to a JSONL) for the live benchmark's single client.
+
+Over 300 lines: one standalone program (it runs in its own process, often in the bench venv).
 """
 
 from __future__ import annotations

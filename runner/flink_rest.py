@@ -87,3 +87,14 @@ def runner_job_health(pid_file: Path, rest_port: int | None = None, timeout: flo
         return {**NOT_RUNNING, "state": "UNKNOWN", "last_exception": f"Flink REST: {reason}"}
     except (OSError, ValueError):
         return dict(NOT_RUNNING)
+
+
+def running_job(port: int, timeout: float = 3.0) -> dict | None:
+    """The job (its /jobs/overview entry) that runs with every task running, or None.
+
+    The one "job RUNNING" check of `make up`, the cluster, the benchmarks and the tests."""
+    for job in rest(port, "/jobs/overview", timeout=timeout).get("jobs", []):
+        tasks = job.get("tasks", {})
+        if job.get("state") == "RUNNING" and tasks.get("running") == tasks.get("total"):
+            return job
+    return None

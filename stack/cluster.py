@@ -11,6 +11,10 @@
 groups, pid files and logs in .run/). The Flink processes are the apache-flink package's own
 bin/ scripts with a generated FLINK_CONF_DIR and a lib/ folder of links (the package's jars,
 flink-python and the Kafka connector), so nothing in site-packages is changed.
+
+Over 300 lines: the layout (ports, Flink settings, how each process starts) is read as one
+piece; the processes themselves are stack/components.py's, the SQL client (`make sql`) stays
+here because it is started from the same generated Flink files.
 """
 
 from __future__ import annotations
@@ -22,24 +26,28 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.request
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from moex.paths import FLINK_JARS, ROOT, RUN, connector_jar
-from stack.kafka import free_port, new_cluster_id, port_open
-from stack.topics import create_topics
-from stack.up import (
+from runner.flink_rest import rest as rest_json
+from runner.flink_rest import running_job
+from stack.components import (
     PY,
     Component,
-    TradesFlowing,
-    group_alive,
+    app_env,
+    gateway_component,
     http_ok,
-    make_up_watermark_delay,
-    producer_start,
-    rss_mb,
+    producer_component,
     supervise,
 )
+from stack.kafka import free_port, new_cluster_id, port_open
+from stack.proc import group_alive, wait_for
+from stack.topics import create_topics
+from stack.up import make_up_watermark_delay, producer_start
+
+# rest_json and running_job are imported from here by tests/test_faults_cluster.py.
+__all__ = ["rest_json", "running_job"]
 
 BROKERS = 3
 REPLICATION_FACTOR = 3
@@ -282,12 +290,7 @@ class Layout:
         )
 
     def app_env(self) -> dict[str, str]:
-        return {
-            "KAFKA_BOOTSTRAP": self.ports.bootstrap,
-            "MOEX_RUN_DIR": str(self.run),
-            "MOEX_CATALOG": str(self.run / "catalog.json"),
-            "PYTHONUNBUFFERED": "1",
-        }
+        return app_env(self.ports.bootstrap, self.run)
 
     def submit_command(self) -> list[str]:
         return [
@@ -315,42 +318,10 @@ class Layout:
         }
 
     def producer(self, producer_args: list[str]) -> Component:
-        return Component(
-            "producer",
-            [
-                PY,
-                "-m",
-                "producer",
-                "synthetic",
-                "--bootstrap",
-                self.ports.bootstrap,
-                *producer_args,
-            ],
-            TradesFlowing(self.ports.bootstrap),
-            60,
-            self.app_env(),
-            run_dir=self.run,
-        )
+        return producer_component(self.ports.bootstrap, producer_args, self.run, timeout_s=60)
 
     def gateway(self) -> Component:
-        return Component(
-            "gateway",
-            [
-                PY,
-                "-m",
-                "gateway",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(self.ports.gateway),
-                "--bootstrap",
-                self.ports.bootstrap,
-            ],
-            lambda: http_ok(f"http://127.0.0.1:{self.ports.gateway}/healthz"),
-            60,
-            self.app_env(),
-            run_dir=self.run,
-        )
+        return gateway_component(self.ports.gateway, self.ports.bootstrap, self.run)
 
     def describe(self) -> str:
         p = self.ports
@@ -405,21 +376,8 @@ def broker_ready(port: int) -> bool:
         admin.close()
 
 
-def rest_json(port: int, path: str) -> dict:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=3) as response:
-        return json.load(response)
-
-
 def registered_taskmanagers(port: int) -> list[str]:
-    return [tm["id"] for tm in rest_json(port, "/taskmanagers")["taskmanagers"]]
-
-
-def running_job(port: int) -> dict | None:
-    """The running job with every task running, with its details (parallelism per vertex)."""
-    for job in rest_json(port, "/jobs/overview")["jobs"]:
-        if job["state"] == "RUNNING" and job["tasks"]["running"] == job["tasks"]["total"]:
-            return job
-    return None
+    return [tm["id"] for tm in rest_json(port, "/taskmanagers", timeout=3)["taskmanagers"]]
 
 
 def submit_job(layout: Layout, extra_args: list[str] | None = None, timeout_s: float = 600) -> str:
@@ -471,12 +429,7 @@ class LocalCluster:
             component.wait_ready()
 
     def kill(self, component: Component) -> None:
-        assert component.process is not None
-        try:
-            os.killpg(component.process.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        component.process.wait()
+        component.kill()
 
     def restart(self, component: Component, wait: bool = True) -> None:
         component.start()
@@ -484,23 +437,11 @@ class LocalCluster:
             component.wait_ready()
 
     def rss_mib(self) -> dict[str, float]:
-        return {c.name: rss_mb(c.process.pid) for c in self.components if c.alive()}
+        return {c.name: c.rss_mib() for c in self.components if c.alive()}
 
     def stop(self) -> None:
         for component in reversed(self.components):
             component.stop(timeout_s=10)
-
-
-def wait(check, timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            if check():
-                return
-        except Exception:
-            pass
-        time.sleep(0.5)
-    raise TimeoutError(f"{what} not ready after {timeout_s:.0f}s")
 
 
 def up_cluster(ports: ClusterPorts, producer_args: list[str], run_dir: Path = RUN) -> int:
@@ -545,7 +486,7 @@ def up_cluster(ports: ClusterPorts, producer_args: list[str], run_dir: Path = RU
         step([layout.taskmanager(n) for n in range(TASKMANAGERS)])
         print("  job          submitting (runner run --jobmanager) ...", end="", flush=True)
         job_id = submit_job(layout)
-        wait(lambda: running_job(ports.flink), 300, "the job")
+        wait_for(lambda: running_job(ports.flink), 300, "the job", 0.5, retry_on=(Exception,))
         print(f" {job_id} running ({time.monotonic() - t0:.0f}s)", flush=True)
         producer = layout.producer(producer_args)
         producer.command += producer_start(ports.bootstrap, producer_args)

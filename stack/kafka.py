@@ -5,6 +5,9 @@
 
 One node alone serves `make up` (127.0.0.1:9092) and the test session; three nodes sharing a
 static controller quorum serve `make up-cluster` (stack/cluster.py) with replication 3.
+
+Over 300 lines: the broker settings (one node, a quorum) and the launcher that writes them are
+one concern, read together when a setting changes.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import uuid
 from pathlib import Path
 
 from moex.paths import KAFKA_JARS, ROOT, RUN
+from stack.proc import WaitTimeout, kill_group, stop_group, wait_for
 
 LOG4J_CONFIG = ROOT / "stack" / "kafka-log4j2.yaml"
 
@@ -242,49 +246,46 @@ class KafkaBroker:
         """Ready means the broker answers metadata requests, not merely that the port opened."""
         from kafka.admin import KafkaAdminClient
 
-        deadline = time.monotonic() + timeout_s
-        last_error: Exception | None = None
-        while time.monotonic() < deadline:
+        def answers() -> bool:
             if self.process is not None and self.process.poll() is not None:
                 raise RuntimeError(
                     f"Kafka exited with {self.process.returncode}; see {self.log_file}"
                 )
-            if port_open("127.0.0.1", self.port):
-                try:
-                    admin = KafkaAdminClient(
-                        bootstrap_servers=self.bootstrap, request_timeout_ms=5000
-                    )
-                    admin.describe_cluster()
-                    admin.close()
-                    return
-                except Exception as exc:
-                    last_error = exc
-            time.sleep(0.3)
-        raise TimeoutError(
-            f"Kafka not ready after {timeout_s}s ({last_error}); see {self.log_file}"
-        )
+            if not port_open("127.0.0.1", self.port):
+                return False
+            admin = KafkaAdminClient(bootstrap_servers=self.bootstrap, request_timeout_ms=5000)
+            try:
+                admin.describe_cluster()
+            finally:
+                admin.close()
+            return True
+
+        try:
+            wait_for(answers, timeout_s, "Kafka", 0.3, retry_on=(Exception,), fatal=RuntimeError)
+        except WaitTimeout as exc:
+            raise TimeoutError(f"Kafka not ready: {exc}; see {self.log_file}") from None
 
     def stop(self, timeout_s: float = 30.0) -> None:
         if self.process is None or self.process.poll() is not None:
             return
-        self._signal(signal.SIGTERM)
+        if self.own_process_group:
+            stop_group(self.process.pid, timeout_s, self.process)
+            return
+        self.process.terminate()
         try:
             self.process.wait(timeout_s)
         except subprocess.TimeoutExpired:
-            self._signal(signal.SIGKILL)
+            self.process.kill()
             self.process.wait()
-
-    def _signal(self, signum: int) -> None:
-        assert self.process is not None
-        if self.own_process_group:
-            os.killpg(self.process.pid, signum)
-        else:
-            self.process.send_signal(signum)
 
     def kill(self) -> None:
         """Crash the broker (SIGKILL), as a power cut would."""
-        if self.process is not None and self.process.poll() is None:
-            self._signal(signal.SIGKILL)
+        if self.process is None or self.process.poll() is not None:
+            return
+        if self.own_process_group:
+            kill_group(self.process.pid, 30.0, self.process)
+        else:
+            self.process.kill()
             self.process.wait()
 
 

@@ -11,7 +11,11 @@ Where a topic is declared:
     needs other values gets an [overrides."..."] entry, which must name a topic of sql/.
 
 `make up`, `runner run` and `runner reload` (and the cluster path) create what is missing
-before the job is submitted, so a sink never waits for a topic that does not exist.
+before the job is submitted, so a sink never waits for a topic that does not exist; tests and
+benchmarks create their own topics here too (create_plain_topics, temporary_topics).
+
+Over 300 lines: reading the declarations, checking them and creating topics are one contract
+(what topics.toml and sql/ declare is what the broker gets).
 """
 
 from __future__ import annotations
@@ -20,7 +24,8 @@ import argparse
 import sys
 import time
 import tomllib
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -129,13 +134,14 @@ def declaration_errors(path: Path = TOPICS_FILE, sql_dir: Path = SQL_DIR) -> lis
     return errors
 
 
-def _admin(bootstrap: str, timeout_s: float):
+def _admin(bootstrap: str, timeout_s: float, client_id: str = "moex-topics"):
+    """An admin client, retried until `timeout_s` (0: one attempt) while the broker starts."""
     from kafka.admin import KafkaAdminClient
 
     deadline = time.monotonic() + timeout_s
     while True:
         try:
-            return KafkaAdminClient(bootstrap_servers=bootstrap, client_id="moex-topics")
+            return KafkaAdminClient(bootstrap_servers=bootstrap, client_id=client_id)
         except Exception as exc:  # broker still starting
             if time.monotonic() > deadline:
                 raise RuntimeError(f"broker at {bootstrap} unreachable: {exc}") from exc
@@ -211,6 +217,50 @@ def create_topics(
     if report.refused:
         raise RuntimeError("\n".join(refusal_messages(report, specs)))
     return report.created
+
+
+def create_plain_topics(
+    bootstrap: str,
+    partitions: Mapping[str, int],
+    replication_factor: int = 1,
+    client_id: str = "moex-topics",
+) -> list[str]:
+    """Topics outside topics.toml (a test's or a benchmark's own), {name: partitions}, with the
+    broker's default settings; those that exist are left alone. Returns the names created."""
+    from kafka.admin import NewTopic
+
+    admin = _admin(bootstrap, 60.0, client_id)
+    try:
+        existing = set(admin.list_topics())
+        new = [
+            NewTopic(n, p, replication_factor) for n, p in partitions.items() if n not in existing
+        ]
+        if new:
+            admin.create_topics(new)
+        return [topic.name for topic in new]
+    finally:
+        admin.close()
+
+
+def delete_topics(
+    bootstrap: str, names: Iterable[str], client_id: str = "moex-topics", timeout_s: float = 60.0
+) -> None:
+    """Delete topics by name; `timeout_s` bounds the wait for the broker to answer."""
+    admin = _admin(bootstrap, timeout_s, client_id)
+    try:
+        admin.delete_topics(list(names))
+    finally:
+        admin.close()
+
+
+@contextmanager
+def temporary_topics(bootstrap: str, partitions: Mapping[str, int]) -> Iterator[list[str]]:
+    """Topics {name: partitions} for the length of a test, deleted afterwards."""
+    create_plain_topics(bootstrap, partitions)
+    try:
+        yield list(partitions)
+    finally:
+        delete_topics(bootstrap, list(partitions))
 
 
 def shown(path: Path) -> Path:

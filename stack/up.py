@@ -15,21 +15,27 @@ import argparse
 import json
 import os
 import signal
-import subprocess
 import sys
 import time
-import urllib.request
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from datetime import time as datetime_time
 from pathlib import Path
 
 from moex.paths import ROOT, RUN
+from runner.flink_rest import running_job
+from stack.components import (
+    PY,
+    Component,
+    app_env,
+    gateway_component,
+    producer_component,
+    supervise,
+)
 from stack.kafka import port_open
+from stack.proc import group_alive, stop_group, tree_rss_mib
 from stack.topics import create_topics
 
-PY = sys.executable
 MSK = timezone(timedelta(hours=3))
 
 
@@ -43,130 +49,6 @@ class Ports:
     @property
     def bootstrap(self) -> str:
         return f"127.0.0.1:{self.kafka}"
-
-
-@dataclass
-class Component:
-    name: str
-    command: list[str]
-    ready: Callable[[], bool]
-    timeout_s: float
-    env: dict[str, str] = field(default_factory=dict)
-    process: subprocess.Popen | None = None
-    run_dir: Path = RUN  # logs/ and pids/ live here (tests of the cluster use a temp dir)
-
-    @property
-    def log_path(self) -> Path:
-        return self.run_dir / "logs" / f"{self.name}.log"
-
-    @property
-    def pid_path(self) -> Path:
-        return self.run_dir / "pids" / f"{self.name}.pid"
-
-    def start(self) -> None:
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        self.pid_path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.log_path, "ab") as log:
-            log.write(
-                f"\n--- {time.strftime('%Y-%m-%d %H:%M:%S')} {' '.join(self.command)}\n".encode()
-            )
-            log.flush()
-            self.process = subprocess.Popen(
-                self.command,
-                cwd=ROOT,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
-                env={**os.environ, **self.env},
-            )
-        self.pid_path.write_text(str(self.process.pid))
-
-    def wait_ready(self) -> None:
-        deadline = time.monotonic() + self.timeout_s
-        while time.monotonic() < deadline:
-            assert self.process is not None
-            if self.process.poll() is not None:
-                raise RuntimeError(
-                    f"{self.name} exited with {self.process.returncode}:\n{tail(self.log_path)}"
-                )
-            try:
-                if self.ready():
-                    return
-            except Exception:
-                pass
-            time.sleep(0.5)
-        raise TimeoutError(
-            f"{self.name} not ready after {self.timeout_s:.0f}s:\n{tail(self.log_path)}"
-        )
-
-    def alive(self) -> bool:
-        return self.process is not None and self.process.poll() is None
-
-    def stop(self, timeout_s: float = 30.0) -> None:
-        if self.process is None:
-            return
-        stop_group(self.process.pid, timeout_s, self.process)
-        self.pid_path.unlink(missing_ok=True)
-
-
-def tail(path: Path, lines: int = 25) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except FileNotFoundError:
-        return "(no log)"
-
-
-def group_alive(pid: int) -> bool:
-    try:
-        os.killpg(pid, 0)
-        return True
-    except (ProcessLookupError, PermissionError):
-        return False
-
-
-def stop_group(pid: int, timeout_s: float, process: subprocess.Popen | None = None) -> None:
-    """SIGTERM the process group, then SIGKILL what is left after timeout_s."""
-    try:
-        os.killpg(pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if process is not None:
-            process.poll()
-        if not group_alive(pid):
-            return
-        time.sleep(0.2)
-    try:
-        os.killpg(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    if process is not None:
-        process.wait()
-
-
-def http_ok(url: str) -> bool:
-    with urllib.request.urlopen(url, timeout=2) as response:
-        return response.status == 200
-
-
-def flink_job_running(port: int) -> bool:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/jobs/overview", timeout=2) as response:
-        jobs = json.load(response)["jobs"]
-    return any(
-        j["state"] == "RUNNING" and j["tasks"]["running"] == j["tasks"]["total"] for j in jobs
-    )
-
-
-def kafka_ready_with_topics(bootstrap: str) -> bool:
-    host, port = bootstrap.split(":")
-    if not port_open(host, int(port)):
-        return False
-    created = create_topics(bootstrap, timeout_s=5)
-    if created:
-        print(f" created {len(created)} topics", end="", flush=True)
-    return True
 
 
 def last_trade_ts(bootstrap: str, topic: str = "moex.trades") -> int | None:
@@ -214,32 +96,6 @@ def producer_start(bootstrap: str, producer_args: list[str]) -> list[str]:
     return ["--start", start.isoformat(timespec="milliseconds")]
 
 
-class TradesFlowing:
-    """Ready check of the producer: new trades arrive in moex.trades."""
-
-    def __init__(self, bootstrap: str) -> None:
-        self.bootstrap = bootstrap
-        self.baseline: int | None = None
-
-    def _total(self) -> int:
-        from kafka import KafkaConsumer, TopicPartition
-
-        consumer = KafkaConsumer(bootstrap_servers=self.bootstrap)
-        try:
-            parts = consumer.partitions_for_topic("moex.trades") or set()
-            ends = consumer.end_offsets([TopicPartition("moex.trades", p) for p in parts])
-            return sum(ends.values())
-        finally:
-            consumer.close()
-
-    def __call__(self) -> bool:
-        total = self._total()
-        if self.baseline is None:
-            self.baseline = total
-            return False
-        return total > self.baseline
-
-
 def make_up_watermark_delay() -> str:
     """The job's watermark delay under `make up`: 300 ms unless MOEX_WATERMARK_DELAY_MS says.
 
@@ -252,27 +108,12 @@ def make_up_watermark_delay() -> str:
 
 
 def components(ports: Ports, producer_args: list[str]) -> list[Component]:
-    env = {
-        "KAFKA_BOOTSTRAP": ports.bootstrap,
-        "MOEX_RUN_DIR": str(RUN),
-        "MOEX_CATALOG": str(RUN / "catalog.json"),
-        "PYTHONUNBUFFERED": "1",
-    }
+    env = app_env(ports.bootstrap, RUN)
     return [
         Component(
             "kafka",
-            [
-                PY,
-                "-m",
-                "stack.kafka",
-                "start",
-                "--port",
-                str(ports.kafka),
-                "--controller-port",
-                str(ports.kafka_controller),
-                "--data-dir",
-                str(RUN / "kafka"),
-            ],
+            [PY, "-m", "stack.kafka", "start", "--port", str(ports.kafka),
+             "--controller-port", str(ports.kafka_controller), "--data-dir", str(RUN / "kafka")],
             lambda: (
                 port_open("127.0.0.1", ports.kafka)
                 and bool(create_topics(ports.bootstrap, timeout_s=5) is not None)
@@ -282,48 +123,19 @@ def components(ports: Ports, producer_args: list[str]) -> list[Component]:
         ),
         Component(
             "flink",
-            [
-                PY,
-                "-m",
-                "runner",
-                "run",
-                "--bootstrap",
-                ports.bootstrap,
-                "--rest-port",
-                str(ports.flink),
-            ],
-            lambda: flink_job_running(ports.flink),
+            [PY, "-m", "runner", "run", "--bootstrap", ports.bootstrap,
+             "--rest-port", str(ports.flink)],
+            lambda: running_job(ports.flink) is not None,
             300,
             {**env, "MOEX_WATERMARK_DELAY_MS": make_up_watermark_delay()},
         ),
-        Component(
-            "producer",
-            [PY, "-m", "producer", "synthetic", "--bootstrap", ports.bootstrap, *producer_args],
-            TradesFlowing(ports.bootstrap),
-            30,
-            env,
+        producer_component(ports.bootstrap, producer_args, RUN, timeout_s=30),
+        # Half the cores (1 on 2): Kafka and the Flink job share the machine.
+        gateway_component(
+            ports.gateway, ports.bootstrap, RUN,
+            ["--workers", os.environ.get("GATEWAY_WORKERS", "auto")],
         ),
-        Component(
-            "gateway",
-            [
-                PY,
-                "-m",
-                "gateway",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(ports.gateway),
-                "--bootstrap",
-                ports.bootstrap,
-                # Half the cores (1 on 2): Kafka and the Flink job share the machine.
-                "--workers",
-                os.environ.get("GATEWAY_WORKERS", "auto"),
-            ],
-            lambda: http_ok(f"http://127.0.0.1:{ports.gateway}/healthz"),
-            60,
-            env,
-        ),
-    ]
+    ]  # fmt: skip
 
 
 def up(ports: Ports, producer_args: list[str]) -> int:
@@ -383,49 +195,6 @@ Ctrl-C or `make down` stops everything.""",
     return supervise(started, stages, RUN / "up.pid")
 
 
-def supervise(started: list[Component], stages: Callable[[], None], up_pid: Path) -> int:
-    """Run `stages` (which start components into `started`), then watch them until Ctrl-C or
-    `make down`; stop everything started, in reverse order, when one dies or a stage fails.
-    Shared by `make up` and `make up-cluster` (stack/cluster.py)."""
-
-    def shutdown() -> None:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        print("\nstopping: " + ", ".join(c.name for c in reversed(started)), flush=True)
-        # Producer first (it flushes), Kafka last (the job commits its last transaction).
-        for component in reversed(started):
-            component.stop()
-        up_pid.unlink(missing_ok=True)
-        print("stopped", flush=True)
-
-    def request_stop(signum: int, _frame: object) -> None:
-        raise StopRequested(signum)
-
-    signal.signal(signal.SIGTERM, request_stop)
-    signal.signal(signal.SIGINT, request_stop)
-    try:
-        stages()
-        while True:
-            for component in started:
-                if not component.alive():
-                    raise RuntimeError(
-                        f"{component.name} exited ({component.process.returncode}); "
-                        f"last log lines:\n{tail(component.log_path)}"
-                    )
-            time.sleep(1)
-    except StopRequested:
-        shutdown()
-        return 0
-    except (RuntimeError, TimeoutError) as exc:
-        print(f" FAILED\n{exc}", file=sys.stderr, flush=True)
-        shutdown()
-        return 1
-
-
-class StopRequested(Exception):
-    """Ctrl-C or `make down` (SIGTERM) asked the supervisor to stop."""
-
-
 def down() -> int:
     up_pid = RUN / "up.pid"
     if up_pid.exists():
@@ -451,33 +220,6 @@ def down() -> int:
     return 0
 
 
-def rss_mb(root_pid: int) -> float:
-    """Resident memory of a process and all its descendants, in MiB."""
-    children: dict[int, list[int]] = {}
-    rss: dict[int, int] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-            ppid = int(stat.rsplit(")", 1)[1].split()[1])
-            kib = next(
-                int(line.split()[1])
-                for line in (entry / "status").read_text().splitlines()
-                if line.startswith("VmRSS:")
-            )
-        except (FileNotFoundError, ProcessLookupError, StopIteration, IndexError, ValueError):
-            continue
-        children.setdefault(ppid, []).append(int(entry.name))
-        rss[int(entry.name)] = kib
-    total, todo = 0, [root_pid]
-    while todo:
-        pid = todo.pop()
-        total += rss.get(pid, 0)
-        todo.extend(children.get(pid, []))
-    return total / 1024
-
-
 def status() -> int:
     pids = sorted((RUN / "pids").glob("*.pid")) if (RUN / "pids").exists() else []
     if not pids:
@@ -487,7 +229,7 @@ def status() -> int:
     for pid_file in pids:
         pid = int(pid_file.read_text())
         alive = group_alive(pid)
-        rss = rss_mb(pid) if alive else 0.0
+        rss = tree_rss_mib(pid) if alive else 0.0
         total += rss
         print(
             f"{pid_file.stem:13s} pid {pid:<8d} {'running' if alive else 'stopped':8s} {rss:8.0f} MiB"

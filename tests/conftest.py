@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from stack.kafka import KafkaBroker, free_port
-from stack.topics import create_topics
+from stack.topics import create_topics, temporary_topics
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -43,16 +43,8 @@ def kafka_bootstrap(kafka_broker: KafkaBroker) -> str:
 @pytest.fixture
 def unique_topic(kafka_bootstrap: str) -> Iterator[str]:
     """A fresh 3-partition topic for one test, deleted afterwards."""
-    from kafka.admin import KafkaAdminClient, NewTopic
-
-    name = f"test.{uuid.uuid4().hex[:12]}"
-    admin = KafkaAdminClient(bootstrap_servers=kafka_bootstrap)
-    admin.create_topics([NewTopic(name, 3, 1)])
-    try:
+    with temporary_topics(kafka_bootstrap, {f"test.{uuid.uuid4().hex[:12]}": 3}) as (name,):
         yield name
-    finally:
-        admin.delete_topics([name])
-        admin.close()
 
 
 @pytest.fixture(scope="session")

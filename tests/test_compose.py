@@ -120,22 +120,48 @@ def test_compose_when_parsed_then_sql_and_udfs_are_mounted_read_only(compose: di
         assert "../udfs:/opt/moex/udfs:ro" in volumes
 
 
+def dependency_problems(services: dict) -> list[str]:
+    """Every depends_on that does not prove its dependency works: a long-running dependency
+    needs `service_healthy` and a healthcheck, a one-shot (exits, restarted only on failure, no
+    ports) `service_completed_successfully`; `service_started` proves nothing."""
+    problems = []
+    for name, service in services.items():
+        for dependency, spec in service.get("depends_on", {}).items():
+            condition, target = spec.get("condition"), services[dependency]
+            one_shot = target.get("restart") == "on-failure" and "ports" not in target
+            if condition == "service_healthy" and "healthcheck" not in target:
+                problems.append(f"{name} waits for {dependency} to be healthy: no healthcheck")
+            elif condition == "service_completed_successfully" and not one_shot:
+                problems.append(f"{name} waits for {dependency} to finish: it runs for good")
+            elif condition not in ("service_healthy", "service_completed_successfully"):
+                problems.append(f"{name} depends on {dependency} with {condition}: proves nothing")
+    return problems
+
+
 def test_compose_when_service_depends_then_dependency_is_healthy_or_done(compose: dict) -> None:
     """A service starts only once what it needs works: a long-running dependency proves it by
     a healthcheck, a one-shot (topics, the job submission) by exiting 0. `service_started`
     would let the gateway start before the job wrote its catalog."""
     services = compose["services"]
-    for name, service in services.items():
-        for dependency, spec in service.get("depends_on", {}).items():
-            condition = spec["condition"]
-            if condition == "service_healthy":
-                assert "healthcheck" in services[dependency], f"{name} waits on {dependency}"
-            elif condition == "service_completed_successfully":
-                assert services[dependency].get("restart") == "on-failure", (
-                    f"{name} waits for {dependency} to finish, but it is a long-running service"
-                )
-            else:
-                pytest.fail(f"{name} depends on {dependency} with {condition}: proves nothing")
+    assert dependency_problems(services) == []
+    # Each part waits for what it reads: the gateway for the job's catalog, the job and the
+    # producer for the topics, the TaskManagers for the JobManager.
+    waits = {name: set(s.get("depends_on", {})) for name, s in services.items()}
+    assert {"job", "topics"} <= waits["gateway"]
+    assert "topics" in waits["job"] and "topics" in waits["producer"]
+    assert "jobmanager" in waits["taskmanager"]
+    # The check itself catches the weak conditions.
+    started = {**services["gateway"], "depends_on": {"job": {"condition": "service_started"}}}
+    assert dependency_problems({**services, "gateway": started}) == [
+        "gateway depends on job with service_started: proves nothing"
+    ]
+    never_done = {
+        **services["gateway"],
+        "depends_on": {"producer": {"condition": "service_completed_successfully"}},
+    }
+    assert dependency_problems({**services, "gateway": never_done}) == [
+        "gateway waits for producer to finish: it runs for good"
+    ]
 
 
 def kafka_env_name(setting: str) -> str:

@@ -18,7 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from stack.up import rss_mb
+from stack.proc import tree_rss_mib
 from tests.test_gateway_helpers import (
     GatewayProcess,
     SseClient,
@@ -252,13 +252,13 @@ def test_gateway_when_many_clients_stall_or_idle_during_a_flood_then_memory_stay
             )
 
         wait_for(lambda: clients() == 1 + IDLE_CLIENTS + SLOW_CLIENTS, 30, "every client in")
-        baseline = {pid: rss_mb(pid) for pid in pids}
+        baseline = {pid: tree_rss_mib(pid) for pid in pids}
         peak.update({f"rss {pid}": 0.0 for pid in pids})
 
         def sample() -> None:
             while not sampling.is_set():
                 for pid in pids:
-                    peak[f"rss {pid}"] = max(peak[f"rss {pid}"], rss_mb(pid))
+                    peak[f"rss {pid}"] = max(peak[f"rss {pid}"], tree_rss_mib(pid))
                 started = time.monotonic()
                 httpx.get(f"{gateway.url}/healthz", timeout=10)
                 peak["healthz_s"] = max(peak["healthz_s"], time.monotonic() - started)

@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from tests.faults_support import (
+    TICKERS,
     RunnerJob,
     TopicTail,
     artifacts_on_failure,
@@ -41,7 +42,6 @@ pytestmark = [pytest.mark.kafka, pytest.mark.flink]
 
 TRADES = 4000
 PAUSE_S = 10.0  # a producer or broker restart; longer than the default 3 s idle timeout
-TICKERS = ("SBER", "GAZP", "VTBR", "LKOH", "YDEX", "GMKN", "ROSN", "NVTK", "TATN", "MGNT")
 
 
 def partition_of(ticker: str) -> int:

@@ -21,31 +21,17 @@ from typing import Any
 import httpx
 
 from stack.kafka import free_port
+from stack.topics import create_plain_topics, delete_topics  # noqa: F401  (the gateway tests import delete_topics from here)
 from tests.processes import Group, wait_for
 
 # --- Kafka ---
 
 
 def create_topics(bootstrap: str, count: int, partitions: int = 3) -> list[str]:
-    from kafka.admin import KafkaAdminClient, NewTopic
-
+    """`count` fresh topics `test.gw.<id>` (delete_topics removes them)."""
     names = [f"test.gw.{uuid.uuid4().hex[:10]}" for _ in range(count)]
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
-    try:
-        admin.create_topics([NewTopic(n, partitions, 1) for n in names])
-    finally:
-        admin.close()
+    create_plain_topics(bootstrap, dict.fromkeys(names, partitions))
     return names
-
-
-def delete_topics(bootstrap: str, names: list[str]) -> None:
-    from kafka.admin import KafkaAdminClient
-
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
-    try:
-        admin.delete_topics(names)
-    finally:
-        admin.close()
 
 
 def publish(bootstrap: str, topic: str, rows: Iterable[dict[str, Any]]) -> None:

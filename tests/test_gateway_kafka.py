@@ -166,25 +166,34 @@ def test_sse_when_one_connection_carries_two_streams_then_resume_is_per_stream(
     assert by_stream == {"resume": list(range(0, 8)), "resume_b": list(range(100, 108))}
 
 
+def missed_rows(
+    gateway, kafka_bootstrap: str, topics: dict[str, str], stream: str, ticker: str, count: int
+) -> tuple[str, str]:
+    """A client subscribes and leaves; then `count` rows arrive and the gateway ingests them.
+    Returns the stream's events path and the Last-Event-ID the client would resume from."""
+    path = f"/api/streams/{stream}/events?ticker={ticker}"
+    first = subscribe(gateway, path)
+    (ready,) = first.take(1)
+    first.close()
+    publish(kafka_bootstrap, topics[stream], rows(ticker, 0, count))
+    wait_for(
+        lambda: httpx.get(f"{gateway.url}/healthz").json()["streams"][stream]["records"] == count,
+        10,
+        f"{count} rows ingested",
+    )
+    return path, ready.id
+
+
 def test_sse_when_resume_point_older_than_buffer_then_rows_read_back_from_kafka(
     gw, kafka_bootstrap: str
 ) -> None:
     gateway, topics = gw
-    path = "/api/streams/replay/events?ticker=RPLY"
-    first = subscribe(gateway, path)
-    (ready,) = first.take(1)
-    first.close()
-    publish(kafka_bootstrap, topics["replay"], rows("RPLY", 0, 40))
-    wait_for(
-        lambda: httpx.get(f"{gateway.url}/healthz").json()["streams"]["replay"]["records"] == 40,
-        10,
-        "40 rows ingested",
-    )
+    path, resume_id = missed_rows(gateway, kafka_bootstrap, topics, "replay", "RPLY", 40)
     history = httpx.get(f"{gateway.url}/api/streams/replay?ticker=RPLY&limit=5000").json()
     assert [r["seq"] for r in history["rows"]] == list(
         range(40 - BUFFER_ROWS, 40)
     )  # memory is bounded
-    resumed = subscribe(gateway, path, last_event_id=ready.id)
+    resumed = subscribe(gateway, path, last_event_id=resume_id)
     try:
         resumed.take(1)
         assert seqs(resumed.take(40)) == list(range(40))
@@ -196,17 +205,8 @@ def test_sse_when_missed_rows_exceed_replay_limit_then_gap_event_and_the_rest(
     gw, kafka_bootstrap: str
 ) -> None:
     gateway, topics = gw
-    path = "/api/streams/gap/events?ticker=GAPS"
-    first = subscribe(gateway, path)
-    (ready,) = first.take(1)
-    first.close()
-    publish(kafka_bootstrap, topics["gap"], rows("GAPS", 0, 60))
-    wait_for(
-        lambda: httpx.get(f"{gateway.url}/healthz").json()["streams"]["gap"]["records"] == 60,
-        10,
-        "60 rows ingested",
-    )
-    resumed = subscribe(gateway, path, last_event_id=ready.id)
+    path, resume_id = missed_rows(gateway, kafka_bootstrap, topics, "gap", "GAPS", 60)
+    resumed = subscribe(gateway, path, last_event_id=resume_id)
     try:
         resumed.take(1)
         gap = resumed.take(1)[0]

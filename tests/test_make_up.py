@@ -17,13 +17,13 @@ import time
 import urllib.request
 from pathlib import Path
 
+import psutil
 import pytest
 from kafka import KafkaConsumer
 
 from stack.kafka import free_port
-from stack.up import rss_mb
+from stack.proc import descendants, tree_rss_mib
 from tests.environ import clean_environ
-from tests.processes import descendants
 
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = [pytest.mark.kafka, pytest.mark.flink]
@@ -39,9 +39,8 @@ def _get(url: str) -> tuple[int, bytes]:
 
 def _alive(pid: int) -> bool:
     try:
-        state = (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0]
-        return state != "Z"
-    except FileNotFoundError:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
         return False
 
 
@@ -104,7 +103,7 @@ def test_make_up_when_started_then_stack_serves_and_stops_without_orphans(
         assert {"event_id", "ticker", "ts", "price", "qty", "side"} <= set(trade)
 
         # The whole stack must fit in 4 GiB resident.
-        resident = rss_mb(supervisor.pid)
+        resident = tree_rss_mib(supervisor.pid)
         (test_output_dir / "make_up_rss.txt").write_text(f"{resident:.0f} MiB\n")
         assert resident < 4096, f"stack uses {resident:.0f} MiB"
     finally:

@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 from kafka import KafkaConsumer, TopicPartition
-from kafka.admin import KafkaAdminClient, NewTopic
 
 from producer.cli import main
 from stack.kafka import free_port
+from stack.topics import temporary_topics
 from tests.environ import clean_environ
 
 pytestmark = pytest.mark.kafka
@@ -32,16 +32,9 @@ KINDS = ("trades", "orderbook", "market_status", "dlq")
 def prefix(kafka_bootstrap: str) -> Iterator[str]:
     """Four fresh topics `test.<id>.{trades,orderbook,market_status,dlq}` for one test."""
     name = f"test.{uuid.uuid4().hex[:10]}."
-    admin = KafkaAdminClient(bootstrap_servers=kafka_bootstrap)
-    topics = [f"{name}{kind}" for kind in KINDS]
-    admin.create_topics(
-        [NewTopic(t, 1 if k == "dlq" else 3, 1) for t, k in zip(topics, KINDS, strict=True)]
-    )
-    try:
+    partitions = {f"{name}{kind}": 1 if kind == "dlq" else 3 for kind in KINDS}
+    with temporary_topics(kafka_bootstrap, partitions):
         yield name
-    finally:
-        admin.delete_topics(topics)
-        admin.close()
 
 
 def read_topic(bootstrap: str, topic: str, timeout_s: float = 20.0) -> list:

@@ -27,6 +27,7 @@ from runner.flink_rest import NOT_RUNNING, job_state, runner_job_health
 from runner.reload import reload
 from runner.settings import Settings
 from stack.kafka import free_port
+from stack.topics import temporary_topics
 from tests.environ import clean_environ
 from tests.examples import obv
 from tests.golden import oracle
@@ -49,17 +50,10 @@ SUBSET = [
 
 @pytest.fixture
 def prefix(kafka_bootstrap: str) -> Iterator[str]:
-    from kafka.admin import KafkaAdminClient, NewTopic
-
     name = f"it{uuid.uuid4().hex[:8]}."
-    topics = [f"{name}{t}" for t in ("trades", "orderbook", "market_status", *OUTPUTS)]
-    admin = KafkaAdminClient(bootstrap_servers=kafka_bootstrap)
-    admin.create_topics([NewTopic(t, 3, 1) for t in topics])
-    try:
+    kinds = ("trades", "orderbook", "market_status", *OUTPUTS)
+    with temporary_topics(kafka_bootstrap, {f"{name}{kind}": 3 for kind in kinds}):
         yield name
-    finally:
-        admin.delete_topics(topics)
-        admin.close()
 
 
 def trades() -> list[dict]:
