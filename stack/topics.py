@@ -242,6 +242,14 @@ def create_plain_topics(
         admin.close()
 
 
+def existing_topics(bootstrap: str, client_id: str = "moex-topics") -> set[str]:
+    admin = _admin(bootstrap, 60.0, client_id)
+    try:
+        return set(admin.list_topics())
+    finally:
+        admin.close()
+
+
 def delete_topics(
     bootstrap: str, names: Iterable[str], client_id: str = "moex-topics", timeout_s: float = 60.0
 ) -> None:

@@ -25,6 +25,7 @@ from producer import cli as producer_cli
 from runner import replay
 from runner.settings import Settings
 from stack.kafka import free_port
+from stack.topics import create_plain_topics, delete_topics, existing_topics
 from tests.environ import clean_environ
 from tests.faults_support import TopicTail
 from tests.golden import algopack_reference as reference
@@ -262,14 +263,12 @@ def test_algopack_when_same_market_runs_live_then_rows_identical_to_replay(
     gives the replay's rows: the same windows, alerts, outcomes and statistics, every decimal,
     integer, string and timestamp equal, doubles to 1e-12 relative."""
     from kafka import KafkaProducer
-    from kafka.admin import KafkaAdminClient, NewTopic
 
     prefix = f"ap{uuid.uuid4().hex[:8]}."
     inputs = [f"{prefix}{t}" for t in ("trades", "orderbook", "market_status", "dlq")]
-    admin = KafkaAdminClient(bootstrap_servers=kafka_bootstrap)
     # One partition each: the watermark follows the one reader, with no idle partition to time
     # out while the job catches up the backlog (records then dropped as late, by design).
-    admin.create_topics([NewTopic(t, 1, 1) for t in inputs])
+    create_plain_topics(kafka_bootstrap, {t: 1 for t in inputs})
     env = {**clean_environ(), "PYTHONPATH": str(ROOT)}
     fed = subprocess.run(
         [sys.executable, "-m", "producer", "replay", str(market), "--speed", "0",
@@ -306,7 +305,7 @@ def test_algopack_when_same_market_runs_live_then_rows_identical_to_replay(
         deadline = time.monotonic() + 420
         while time.monotonic() < deadline and job.poll() is None:
             if len(tails) < len(OUTPUTS):  # the runner creates its output topics as it starts
-                existing = admin.list_topics()
+                existing = existing_topics(kafka_bootstrap)
                 for name in OUTPUTS:
                     if name not in tails and f"{prefix}{name}" in existing:
                         tails[name] = TopicTail(kafka_bootstrap, f"{prefix}{name}")
@@ -341,6 +340,6 @@ def test_algopack_when_same_market_runs_live_then_rows_identical_to_replay(
         except subprocess.TimeoutExpired:
             job.kill()
             job.wait()
-        topics = [*inputs, *(f"{prefix}{n}" for n in OUTPUTS), f"{prefix}alerts_1m_live"]
-        admin.delete_topics([t for t in topics if t in admin.list_topics()])
-        admin.close()
+        outputs = [*(f"{prefix}{n}" for n in OUTPUTS), f"{prefix}alerts_1m_live"]
+        existing = existing_topics(kafka_bootstrap)
+        delete_topics(kafka_bootstrap, [t for t in [*inputs, *outputs] if t in existing])
