@@ -42,8 +42,8 @@ $(CHROMIUM):
 chromium: $(CHROMIUM) ## Install Debian's Chromium (for the browser tests)
 
 .PHONY: up
-up: $(VENV) $(JARS) ## Run everything: Kafka, the Flink job, the producer, the gateway (Ctrl-C stops)
-	$(MOEX) up
+up: $(VENV) $(JARS) ## Run everything: Kafka, the Flink job, the producer, the gateway (Ctrl-C stops; WATCH=1 reloads on save)
+	$(MOEX) up $(if $(filter-out 0,$(WATCH)),--watch)
 
 .PHONY: down
 down: ## Stop whatever `make up` started

@@ -158,9 +158,15 @@ class StopRequested(Exception):
     """Ctrl-C or `make down` (SIGTERM) asked the supervisor to stop."""
 
 
-def supervise(started: list[Component], stages: Callable[[], None], up_pid: Path) -> int:
+def supervise(
+    started: list[Component],
+    stages: Callable[[], None],
+    up_pid: Path,
+    tick: Callable[[], None] | None = None,
+) -> int:
     """Run `stages` (which start components into `started`), then watch them until Ctrl-C or
     `make down`; stop everything started, in reverse order, when one dies or a stage fails.
+    `tick` runs once a second while everything is up (`make up WATCH=1`'s file watcher).
     Shared by `make up` and `make up-cluster`."""
 
     def shutdown() -> None:
@@ -188,6 +194,8 @@ def supervise(started: list[Component], stages: Callable[[], None], up_pid: Path
                         f"{component.name} exited ({component.group.returncode}); "
                         f"last log lines:\n{component.group.tail()}"
                     )
+            if tick is not None:
+                tick()
             time.sleep(1)
     except StopRequested:
         shutdown()

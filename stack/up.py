@@ -22,7 +22,7 @@ from datetime import datetime, timedelta, timezone
 from datetime import time as datetime_time
 from pathlib import Path
 
-from moex.paths import ROOT, RUN
+from moex.paths import ROOT, RUN, SQL_DIR
 from runner.flink_rest import running_job
 from stack.components import (
     PY,
@@ -35,6 +35,7 @@ from stack.components import (
 from stack.kafka import port_open
 from stack.proc import group_alive, stop_group, tree_rss_mib
 from stack.topics import create_topics
+from stack.watch import SourceWatcher, run_reload
 
 MSK = timezone(timedelta(hours=3))
 
@@ -138,7 +139,7 @@ def components(ports: Ports, producer_args: list[str]) -> list[Component]:
     ]  # fmt: skip
 
 
-def up(ports: Ports, producer_args: list[str]) -> int:
+def up(ports: Ports, producer_args: list[str], watch: bool = False) -> int:
     if (RUN / "up.pid").exists() and group_alive(int((RUN / "up.pid").read_text())):
         print("make up is already running (make down stops it)", file=sys.stderr)
         return 1
@@ -156,6 +157,14 @@ def up(ports: Ports, producer_args: list[str]) -> int:
     (RUN / "up.pid").write_text(str(os.getpid()))
     started: list[Component] = []
     t0 = time.monotonic()
+    # Taken before the job starts: a file saved while it is planned is reloaded once it runs.
+    watcher = SourceWatcher([SQL_DIR, ROOT / "udfs"], ROOT) if watch else None
+
+    def reload_on_save() -> None:
+        assert watcher is not None
+        changes = watcher.changed()
+        if changes:
+            run_reload(changes, ROOT)
 
     def stages() -> None:
         # Kafka first; the job, the producer and the gateway need only Kafka, so they start
@@ -191,8 +200,10 @@ MOEX streaming analytics is up ({time.monotonic() - t0:.0f}s):
 Ctrl-C or `make down` stops everything.""",
             flush=True,
         )
+        if watcher is not None:
+            print("watch: a saved file in sql/ or udfs/ reloads the job (make reload)", flush=True)
 
-    return supervise(started, stages, RUN / "up.pid")
+    return supervise(started, stages, RUN / "up.pid", reload_on_save if watch else None)
 
 
 def down() -> int:
@@ -265,12 +276,18 @@ def main(argv: list[str] | None = None) -> int:
         default=os.environ.get("PRODUCER_ARGS", "--accelerate 10 --anomaly-rate 0.05"),
         help="options for `python -m producer synthetic` (default: %(default)s)",
     )
+    parser.add_argument(
+        "--watch",
+        action="store_true",
+        default=os.environ.get("WATCH", "") not in ("", "0"),
+        help="reload the job when a file in sql/ or udfs/ is saved (make up WATCH=1)",
+    )
     args = parser.parse_args(argv)
     if args.command == "down":
         return down()
     if args.command == "status":
         return status()
-    return up(Ports(), args.producer_args.split())
+    return up(Ports(), args.producer_args.split(), watch=args.watch)
 
 
 if __name__ == "__main__":

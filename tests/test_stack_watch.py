@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import os
+import signal
 from pathlib import Path
+
+import pytest
 
 from stack.watch import SourceWatcher
 
@@ -54,3 +57,36 @@ def test_watcher_when_file_removed_or_cache_written_then_only_sources_count(tmp_
     (sql / "45_volume" / "obv_1m.sql").unlink()
     assert watcher.changed() == []
     assert watcher.changed() == ["removed sql/45_volume/obv_1m.sql"]
+
+
+def test_make_up_when_watch_then_supervisor_ticks_the_watcher(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """`make up WATCH=1` reaches `up(..., watch=True)`, and the supervisor calls its tick once a
+    second while everything runs (the tick reloads on a save)."""
+    from stack import components, up
+
+    seen: list[bool] = []
+    monkeypatch.setattr(up, "up", lambda ports, args, watch=False: seen.append(watch) or 0)
+    monkeypatch.setenv("WATCH", "1")
+    assert up.main([]) == 0
+    monkeypatch.setenv("WATCH", "0")
+    assert up.main([]) == 0 and up.main(["--watch"]) == 0
+    assert seen == [True, False, True]
+
+    ticks: list[int] = []
+
+    def tick() -> None:
+        ticks.append(1)
+        if len(ticks) == 2:
+            raise components.StopRequested(0)
+
+    monkeypatch.setattr(components.time, "sleep", lambda _s: None)
+    # supervise() takes SIGINT/SIGTERM (and ignores them while it stops): give them back.
+    handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        assert components.supervise([], lambda: None, tmp_path / "up.pid", tick) == 0
+    finally:
+        for signum, handler in handlers.items():
+            signal.signal(signum, handler)
+    assert len(ticks) == 2
