@@ -146,7 +146,7 @@ HOLD_MS = 2**31 - 1
 # buffer_memory bound of its own): the source waits when this many are held.
 MAX_HELD_RECORDS = 50_000
 # No acknowledgement for this long while records wait: the producer says it holds.
-HOLD_AFTER_S = 5.0
+HOLD_AFTER_S = 10.0  # kafka-python's request timeout: one unanswered request is not yet a hold
 HOLD_LOG_EVERY_S = 10.0
 RETRY_BACKOFF_S = (0.1, 5.0)  # first and longest pause between attempts of a send() that timed out
 
@@ -156,10 +156,15 @@ class _LastKafkaError(logging.Handler):
     broker unavailable, ...) for the hold line; kafka-python's own log lines stay silent."""
 
     error = ""
-    _name = re.compile(r"\b(\w+Error)\b")
+    # Not `_name`: logging.Handler keeps its own name there.
+    _error_names = re.compile(r"\b(\w+Error)\b")
 
     def emit(self, record: logging.LogRecord) -> None:
-        found = self._name.findall(record.getMessage())
+        # Runs on kafka-python's I/O thread: an exception here would kill that thread.
+        try:
+            found = self._error_names.findall(record.getMessage())
+        except Exception:
+            return
         if found:
             _LastKafkaError.error = found[-1]
 

@@ -4,6 +4,7 @@ the source waits once `max_held` records are unacknowledged, the hold is said an
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -87,3 +88,18 @@ def test_hold_when_stopped_while_full_then_clear_error() -> None:
     stop.set()
     with pytest.raises(SinkError, match="stopped while holding: 1 records not acknowledged"):
         sender.send("t", None, b"1")
+
+
+def test_hold_when_kafka_python_logs_an_error_then_its_name_is_kept_and_nothing_raised() -> None:
+    from producer.sinks import _LastKafkaError, _quiet_kafka_logs
+
+    _quiet_kafka_logs()  # what idempotent_producer() does first
+    # The handler runs on kafka-python's I/O thread, where an exception would stop delivery.
+    logging.getLogger("kafka.producer.sender").warning(
+        "Got error produce response on topic-partition %s, retrying (%s attempts left): %s%s",
+        "t-0",
+        "inf",
+        "NotEnoughReplicasError",
+        "",
+    )
+    assert _LastKafkaError.error == "NotEnoughReplicasError"
