@@ -16,8 +16,9 @@ producer at a steady pace while each test injects its fault mid-stream:
   5. the three brokers restarted one by one while the job runs.
 The last test reads the outputs read_committed and compares them with the oracle of the fault
 tests (tests/golden/oracle.py via expected_candles_and_liquidity): 0 missing, 0 duplicated.
-Every test runs; a start of the cluster ports can still collide with another process's
-ephemeral port now and then (the JobManager then fails to bind and the fixture errors).
+12 min 36 s for the module on two shared cores (docs/performance.md). Known flake: the free
+ports come from the ephemeral range, so now and then an outgoing connection takes one before
+its server binds it (seen once: the JobManager's RPC port; the fixture then errors).
 """
 
 from __future__ import annotations
