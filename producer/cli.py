@@ -37,7 +37,8 @@ SEEDED_START = datetime(2026, 11, 26, 10, 0, tzinfo=MSK)
 # A record Kafka has not acknowledged by then counts as failed and the run stops. Kafka's own
 # default (2 min): long enough to ride out a broker restart (a single KRaft broker is back
 # in 10-30 s; tests/test_faults_broker.py keeps it down 15 s+), short enough to fail loudly.
-DELIVERY_TIMEOUT_S = 120.0
+# How long the end of a run waits for held records when no --delivery-timeout bounds them.
+FINAL_FLUSH_S = 60.0
 EPILOG = """\
 examples:
   python -m producer synthetic                                  # live, real pace, into Kafka
@@ -120,10 +121,12 @@ def build_parser() -> argparse.ArgumentParser:
     out.add_argument(
         "--delivery-timeout",
         type=_non_negative,
-        default=DELIVERY_TIMEOUT_S,
+        default=0.0,
         metavar="S",
         help="a record Kafka has not acknowledged within S seconds (retries included) fails "
-        f"the run (default: {DELIVERY_TIMEOUT_S:g}; rides out a broker restart)",
+        "the run (default: 0 = hold: while brokers are down or min.insync.replicas cannot be "
+        "met the producer says 'holding', keeps and retries its records, and blocks the "
+        "source once 50,000 wait; nothing is dropped)",
     )
     out.add_argument(
         "--stats-every",
@@ -402,7 +405,9 @@ def main(argv: list[str] | None = None, stop: threading.Event | None = None) -> 
             except (SinkError, ReplayError, OSError) as exc:
                 error = str(exc)
             try:  # what was handed over is delivered, or fails, within the delivery timeout
-                sink.flush(timeout_s=args.delivery_timeout + 5)
+                sink.flush(
+                    timeout_s=args.delivery_timeout + 5 if args.delivery_timeout else FINAL_FLUSH_S
+                )
             except SinkError as exc:
                 error = error or str(exc)
     finally:

@@ -7,11 +7,19 @@ DLQ; key the ticker (None for the DLQ); text the exact JSON payload.
 from __future__ import annotations
 
 import logging
+import re
+import sys
 import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import IO, Protocol
+from typing import IO, TYPE_CHECKING, Protocol
 
 from producer.records import Topics
+
+if TYPE_CHECKING:
+    from kafka import KafkaProducer
+    from kafka.producer.future import FutureRecordMetadata as Future
 
 TRADES, ORDERBOOK, MARKET_STATUS, DLQ = range(4)
 KIND_NAMES = ("trades", "orderbook", "market_status", "dlq")
@@ -131,8 +139,208 @@ def pick_compression(requested: str) -> str | None:
     return requested
 
 
+# kafka-python's largest delivery timeout (a Java int of milliseconds, ~24.8 days): a batch
+# waiting for Kafka is retried, never expired, so "hold" is the default, not "fail".
+HOLD_MS = 2**31 - 1
+# Records handed to kafka-python and not yet acknowledged, at most (kafka-python 3 has no
+# buffer_memory bound of its own): the source waits when this many are held.
+MAX_HELD_RECORDS = 50_000
+# No acknowledgement for this long while records wait: the producer says it holds.
+HOLD_AFTER_S = 10.0  # kafka-python's request timeout: one unanswered request is not yet a hold
+HOLD_LOG_EVERY_S = 10.0
+RETRY_BACKOFF_S = (0.1, 5.0)  # first and longest pause between attempts of a send() that timed out
+
+
+class _LastKafkaError(logging.Handler):
+    """Keeps the name of the last error kafka-python's sender logged (NOT_ENOUGH_REPLICAS, a
+    broker unavailable, ...) for the hold line; kafka-python's own log lines stay silent."""
+
+    error = ""
+    # Not `_name`: logging.Handler keeps its own name there.
+    _error_names = re.compile(r"\b(\w+Error)\b")
+
+    def emit(self, record: logging.LogRecord) -> None:
+        # Runs on kafka-python's I/O thread: an exception here would kill that thread.
+        try:
+            found = self._error_names.findall(record.getMessage())
+        except Exception:
+            return
+        if found:
+            _LastKafkaError.error = found[-1]
+
+
+def _quiet_kafka_logs() -> None:
+    # kafka-python logs every failed connection attempt at ERROR: our own lines say it.
+    logging.getLogger("kafka").setLevel(logging.CRITICAL)
+    sender = logging.getLogger("kafka.producer.sender")
+    if not any(isinstance(h, _LastKafkaError) for h in sender.handlers):
+        sender.addHandler(_LastKafkaError())
+        sender.setLevel(logging.WARNING)
+        sender.propagate = False
+
+
+def idempotent_producer(bootstrap: str, client_id: str, **config: object) -> KafkaProducer:
+    """kafka-python's idempotent acks=all producer set to hold while Kafka cannot take writes:
+    its batches are retried (same producer id and sequence numbers, so the broker drops a
+    repeat) until acknowledged, never expired. Use it through HoldingSender."""
+    from kafka import KafkaProducer
+
+    _quiet_kafka_logs()
+    settings: dict[str, object] = {
+        "bootstrap_servers": bootstrap.split(","),
+        "client_id": client_id,
+        "enable_idempotence": True,  # explicit: a conflicting setting then raises
+        "acks": "all",
+        "linger_ms": 20,
+        "request_timeout_ms": 10_000,
+        "delivery_timeout_ms": HOLD_MS,
+        "max_block_ms": 15_000,  # how long send() waits for a topic's metadata
+    }
+    settings.update(config)
+    return KafkaProducer(**settings)
+
+
+class HoldingSender:
+    """Sends through an idempotent producer and holds while Kafka cannot take writes (two of
+    three brokers down: NOT_ENOUGH_REPLICAS; or no broker): records stay in the producer,
+    which retries them, up to `max_held` unacknowledged records; then send() blocks the
+    source. A send() that timed out waiting for metadata appended nothing and is simply
+    tried again, so no record is dropped and none is written twice. One line says when it
+    holds (and every HOLD_LOG_EVERY_S), one when Kafka acknowledges again."""
+
+    def __init__(
+        self,
+        producer: KafkaProducer,
+        where: str,
+        max_held: int = MAX_HELD_RECORDS,
+        stop: threading.Event | None = None,
+        say: Callable[[str], None] | None = None,
+        hold_after_s: float = HOLD_AFTER_S,
+    ) -> None:
+        from kafka.errors import KafkaError, KafkaTimeoutError
+
+        self.producer = producer
+        self.where = where
+        self.max_held = max_held
+        self.sent = 0
+        self.acked = 0
+        self.failed = 0
+        self.holding_since: float | None = None
+        self.hold_after_s = hold_after_s
+        self._stop = stop or threading.Event()
+        self._say = say or (lambda line: print(f"producer: {line}", file=sys.stderr, flush=True))
+        self._last_ack = time.monotonic()
+        self._busy_since = 0.0  # since when the producer has had something to answer for
+        self._last_said = 0.0
+        self._room = threading.Condition()
+        self._kafka_error, self._timeout_error = KafkaError, KafkaTimeoutError
+
+    @property
+    def held(self) -> int:
+        return self.sent - self.acked - self.failed
+
+    def send(
+        self, topic: str, key: bytes | None, value: bytes | None, partition: int | None = None
+    ) -> Future:
+        """Hands one record to the producer; returns its future (callbacks as kafka-python's)."""
+        if self.held >= self.max_held:
+            self._wait_for_room()
+        extra = {} if partition is None else {"partition": partition}
+        pause = RETRY_BACKOFF_S[0]
+        if self.held == 0:
+            self._busy_since = time.monotonic()
+        retrying = False
+        while True:
+            self._check_hold(retrying)
+            try:
+                future = self.producer.send(topic, value=value, key=key, **extra)
+                break
+            except self._timeout_error as exc:  # nothing appended: trying again adds no copy
+                _LastKafkaError.error = type(exc).__name__
+                retrying = True
+                self._hold_or_stop(pause)
+                pause = min(pause * 2, RETRY_BACKOFF_S[1])
+            except self._kafka_error as exc:
+                raise SinkError(
+                    f"Kafka at {self.where} does not take records: {describe_error(exc)}"
+                ) from None
+        self.sent += 1
+        future.add_callback(self._acknowledged)
+        future.add_errback(self._not_delivered)
+        return future
+
+    def _acknowledged(self, _metadata: object) -> None:
+        # On the producer's I/O thread.
+        with self._room:
+            self.acked += 1
+            self._last_ack = time.monotonic()
+            self._room.notify_all()
+
+    def _not_delivered(self, _exc: BaseException) -> None:
+        with self._room:
+            self.failed += 1
+            self._room.notify_all()
+
+    def _wait_for_room(self) -> None:
+        with self._room:
+            while self.held >= self.max_held:
+                self._check_hold()
+                if self._stop.is_set():
+                    raise SinkError(self._stopped())
+                self._room.wait(1.0)
+
+    def _hold_or_stop(self, pause: float) -> None:
+        if self._stop.wait(pause):
+            raise SinkError(self._stopped())
+
+    def _stopped(self) -> str:
+        return (
+            f"stopped while holding: {self.held} records not acknowledged by Kafka at {self.where}"
+        )
+
+    def _check_hold(self, retrying: bool = False) -> None:
+        now = time.monotonic()
+        quiet = now - max(self._last_ack, self._busy_since)
+        waiting = retrying or self.held > 0
+        if self.holding_since is None:
+            if waiting and quiet >= self.hold_after_s:
+                self.holding_since = now - quiet
+                self._say_hold(now)
+        elif not waiting or quiet < self.hold_after_s:
+            self._say(
+                f"released: Kafka at {self.where} acknowledges again after "
+                f"{now - self.holding_since:.0f} s of holding; {self.held} records in flight"
+            )
+            self.holding_since = None
+        elif now - self._last_said >= HOLD_LOG_EVERY_S:
+            self._say_hold(now)
+
+    def _say_hold(self, now: float) -> None:
+        self._last_said = now
+        error = _LastKafkaError.error or "no acknowledgement"
+        self._say(
+            f"holding: {error} / broker unavailable at {self.where} for "
+            f"{now - (self.holding_since or now):.0f} s, {self.held} records buffered "
+            f"(at {self.max_held} the source waits; none dropped)"
+        )
+
+    def flush(self, timeout_s: float) -> None:
+        self._check_hold()
+        try:
+            self.producer.flush(timeout=timeout_s)
+        except self._kafka_error as exc:
+            raise SinkError(
+                f"{self.held} records not confirmed by Kafka at {self.where} within "
+                f"{timeout_s:g} s ({type(exc).__name__})"
+            ) from None
+
+
 class KafkaSink:
-    """An idempotent kafka-python producer; keys are tickers, values compact JSON (UTF-8)."""
+    """An idempotent kafka-python producer; keys are tickers, values compact JSON (UTF-8).
+
+    While Kafka cannot take writes the sink holds (HoldingSender): a line on stderr, records
+    kept and retried, the source blocked once MAX_HELD_RECORDS wait; nothing is dropped.
+    `delivery_timeout_s` > 0 instead fails the run when a record waits that long."""
 
     def __init__(
         self,
@@ -140,46 +348,43 @@ class KafkaSink:
         topics: Topics,
         compression: str = "auto",
         connect_timeout_s: float = 15.0,
-        delivery_timeout_s: float = 30.0,
+        delivery_timeout_s: float = 0.0,
         on_failure: threading.Event | None = None,
+        max_held: int = MAX_HELD_RECORDS,
     ) -> None:
-        from kafka import KafkaProducer
         from kafka.errors import KafkaError
 
         self.bootstrap = bootstrap
         self.topics = topics.all()
         self.compression = pick_compression(compression)
         self.failure = None
-        self.failed_records = 0
         self._on_failure = on_failure
         self._keys: dict[str, bytes] = {}
         timeout_ms = int(connect_timeout_s * 1000)
-        # kafka-python logs every failed connection attempt at ERROR: our own message says it.
-        logging.getLogger("kafka").setLevel(logging.CRITICAL)
         try:
-            self._producer = KafkaProducer(
-                bootstrap_servers=bootstrap.split(","),
-                client_id="moex-producer",
-                enable_idempotence=True,  # explicit: a conflicting setting then raises
-                acks="all",
+            producer = idempotent_producer(
+                bootstrap,
+                "moex-producer",
                 compression_type=self.compression,
-                linger_ms=20,
                 batch_size=256 * 1024,
                 max_request_size=1024 * 1024,
                 bootstrap_timeout_ms=timeout_ms,  # how long to find a broker at start
-                max_block_ms=timeout_ms,  # how long send() may wait for metadata or buffer
-                request_timeout_ms=10_000,
-                delivery_timeout_ms=int(delivery_timeout_s * 1000),  # bounds the retries
+                max_block_ms=timeout_ms,  # how long one send() attempt waits for metadata
+                delivery_timeout_ms=int(delivery_timeout_s * 1000)
+                if delivery_timeout_s
+                else HOLD_MS,
             )
         except KafkaError as exc:
             raise SinkError(
                 f"cannot reach Kafka at {bootstrap} within {connect_timeout_s:g} s "
                 f"({describe_error(exc)}); is the broker running?"
             ) from None
+        self._producer = producer
+        self._sender = HoldingSender(producer, bootstrap, max_held, stop=on_failure)
         self._kafka_error = KafkaError
         for topic in self.topics:  # fail now, not at the first record of a rare kind
             try:
-                self._producer.partitions_for(topic)
+                producer.partitions_for(topic)
             except KafkaError as exc:
                 self.close()
                 raise SinkError(
@@ -188,9 +393,13 @@ class KafkaSink:
                     f"`python -m stack.topics create --bootstrap {bootstrap}`"
                 ) from None
 
+    @property
+    def failed_records(self) -> int:
+        return self._sender.failed
+
     def _failed(self, exc: BaseException) -> None:
-        # Runs on the producer's I/O thread: record the first failure and ask the run to stop.
-        self.failed_records += 1
+        # Runs on the producer's I/O thread: only a non-retriable error or an explicit delivery
+        # timeout gets here; record the first failure and ask the run to stop.
         if self.failure is None:
             self.failure = f"delivery to Kafka at {self.bootstrap} failed: {describe_error(exc)}"
             if self._on_failure is not None:
@@ -202,24 +411,11 @@ class KafkaSink:
             key_bytes = self._keys.get(key)
             if key_bytes is None:
                 key_bytes = self._keys[key] = key.encode("utf-8")
-        try:
-            future = self._producer.send(
-                self.topics[kind], value=text.encode("utf-8"), key=key_bytes
-            )
-        except self._kafka_error as exc:
-            raise SinkError(
-                f"Kafka at {self.bootstrap} does not take records: {describe_error(exc)}"
-            ) from None
+        future = self._sender.send(self.topics[kind], key_bytes, text.encode("utf-8"))
         future.add_errback(self._failed)
 
     def flush(self, timeout_s: float = 30.0) -> None:
-        try:
-            self._producer.flush(timeout=timeout_s)
-        except self._kafka_error as exc:
-            raise SinkError(
-                f"records not confirmed by Kafka at {self.bootstrap} within {timeout_s:g} s "
-                f"({type(exc).__name__})"
-            ) from None
+        self._sender.flush(timeout_s)
 
     def close(self) -> None:
         try:

@@ -10,12 +10,15 @@ producer at a steady pace while each test injects its fault mid-stream:
      records (bounded buffer, none failed), and delivers them once both are back;
   3. kill -9 one TaskManager: the job fails over from its last checkpoint onto the other's
      slots while the killed one restarts;
-  4. the job killed (cancelled without a savepoint) and resubmitted at random points, N times;
+  4. the job killed at random points, JOB_RESTARTS times: the TaskManager JVM running its
+     tasks SIGKILLed (in-place failover), every fifth time cancelled without a savepoint and
+     resubmitted (resumes from the newest retained checkpoint);
   5. the three brokers restarted one by one while the job runs.
 The last test reads the outputs read_committed and compares them with the oracle of the fault
 tests (tests/golden/oracle.py via expected_candles_and_liquidity): 0 missing, 0 duplicated.
-Status: 1 and the SQL-client test pass; 2-5 and the oracle comparison are written but skipped
-(UNPROVEN below) until they pass on a run that is not starved of CPU.
+12 min 36 s for the module on two shared cores (docs/performance.md). Known flake: the free
+ports come from the ephemeral range, so now and then an outgoing connection takes one before
+its server binds it (seen once: the JobManager's RPC port; the fixture then errors).
 """
 
 from __future__ import annotations
@@ -23,7 +26,6 @@ from __future__ import annotations
 import os
 import random
 import shutil
-import signal
 import tempfile
 import time
 import urllib.request
@@ -41,6 +43,7 @@ from stack.cluster import (
     running_job,
     submit_job,
 )
+from stack.up import Component
 from tests.faults_support import (
     Feeder,
     Session,
@@ -56,7 +59,6 @@ from tests.faults_support import (
     synthetic_session,
     wait_for,
 )
-from tests.processes import descendants
 
 # The module's fixture (a cluster start and a job submission that plans sql/) counts towards
 # the first test's time; kills that resubmit plan again.
@@ -67,14 +69,12 @@ TRADES = 30_000
 # job's progress (so each fault falls mid-stream and the session lasts the whole module).
 TRICKLE_RATE = 10
 PROGRESS_RATE = 300
-JOB_RESTARTS = int(os.environ.get("MOEX_CLUSTER_JOB_RESTARTS", 10))
+# Five kills (four in place, one resubmission) by default: at ~50 s a kill on two shared cores
+# (failover with a backoff that grows to 30 s, then progress), ten take ~9 min and push the
+# module past 20; MOEX_CLUSTER_JOB_RESTARTS=10 runs the issue's ten (passed 2026-11-30).
+JOB_RESTARTS = int(os.environ.get("MOEX_CLUSTER_JOB_RESTARTS", 5))
 OUTPUTS = ("candles_1m", "liquidity_1s")
 GRAIN = ["ticker", "window_end"]
-# Written and run once; see the reason. Skipped (reported as skipped, never as passed) until a
-# run on a quieter machine passes them.
-UNPROVEN = pytest.mark.skip(
-    reason="not passing yet (one run, 2026-11-30, load average 80): a broker restarted after kill -9 took over 90 s to answer and the then-fixed wrapper timeout cascaded into the later tests; the feeder's send() also raised after max_block_ms with two brokers down"
-)
 
 
 @dataclass
@@ -189,8 +189,8 @@ def stream() -> Iterator[Stream]:
         prefix = new_prefix("cl")
         create_prefixed_topics(cluster.layout.ports.bootstrap, prefix, replication_factor=3)
         feeder = Feeder(cluster.layout.ports.bootstrap, prefix, merged_input(session), TRICKLE_RATE)
-        # The cluster keeps the feeder's producer on its toes: long deliveries while brokers are
-        # down are retried, never failed (delivery timeout 120 s, kafka-python's default).
+        # The feeder sends as the producer does (producer.sinks.HoldingSender): while brokers are
+        # down its records are retried, never expired, and it says "holding".
         s = Stream(cluster, session, prefix, feeder, work)
         s.note(f"cluster up in {time.monotonic() - t0:.0f} s: {cluster.rss_mib()}")
         feeder.start()
@@ -245,7 +245,6 @@ def test_cluster_when_one_broker_is_killed_then_isr_shrinks_and_recovers(stream:
     assert not stream.feeder.failed_sends
 
 
-@UNPROVEN
 def test_cluster_when_two_brokers_are_killed_then_the_producer_holds_and_loses_nothing(
     stream: Stream,
 ) -> None:
@@ -259,30 +258,37 @@ def test_cluster_when_two_brokers_are_killed_then_the_producer_holds_and_loses_n
     try:
         down = time.monotonic()
         # One replica left: below min.insync.replicas (and without a controller quorum), so no
-        # write is acknowledged, while the producer keeps sending into its buffer (bounded: 32 MiB,
-        # kafka-python's buffer_memory) and retries instead of dropping.
+        # write is acknowledged, while the producer keeps its records (bounded: the source waits
+        # at producer.sinks.MAX_HELD_RECORDS) and retries them instead of dropping any.
         wait_for(lambda: stream.feeder.sent >= before + 100, 60, "the feed to go on sending")
         acked_at, sent_at = stream.feeder.acked, stream.feeder.sent
-        wait_for(lambda: stream.feeder.sent >= sent_at + 300, 60, "300 more records sent")
+        # Half a minute down at 50 records/s: the hold is said, and the backlog builds up.
+        wait_for(lambda: stream.feeder.sent >= sent_at + 1500, 90, "1,500 more records sent")
         assert stream.feeder.acked == acked_at, "a write was acknowledged with one broker in sync"
         held = stream.feeder.sent - stream.feeder.acked
     finally:
         for broker in (cluster.brokers[0], cluster.brokers[2]):
             if not broker.alive():
                 cluster.restart(broker, wait=False)
+        back = time.monotonic()
         for broker in (cluster.brokers[0], cluster.brokers[2]):
             broker.wait_ready()
+        stream.feeder.rate = TRICKLE_RATE
     stream.note(
-        f"brokers 1 and 3 down {time.monotonic() - down:.0f} s: no write acknowledged, "
-        f"{held} records waited in the producer, {len(stream.feeder.failed_sends)} failed"
+        f"brokers 1 and 3 down {back - down:.0f} s: no write acknowledged, {held} records "
+        f"held by the producer, {len(stream.feeder.failed_sends)} failed; both ready "
+        f"{time.monotonic() - back:.0f} s after their restart"
     )
-    wait_for(lambda: stream.feeder.acked >= sent_at + 300, 180, "the held records acknowledged")
+    wait_for(lambda: stream.feeder.acked >= sent_at + 1500, 180, "the held records acknowledged")
+    stream.note(
+        f"every held record acknowledged {time.monotonic() - back:.0f} s after the restart "
+        f"({stream.feeder.acked} in all), none failed"
+    )
     stream.wait_progress(timeout_s=300)
     assert not stream.feeder.failed_sends, stream.feeder.failed_sends[:3]
     assert isr(live_bootstrap(cluster), trades)
 
 
-@UNPROVEN
 def test_cluster_when_a_taskmanager_is_killed_then_the_job_fails_over_from_a_checkpoint(
     stream: Stream,
 ) -> None:
@@ -307,16 +313,14 @@ def test_cluster_when_a_taskmanager_is_killed_then_the_job_fails_over_from_a_che
     )
 
 
-def python_workers(taskmanager_pid: int) -> list[int]:
-    """The Python worker processes a TaskManager started (its descendants running python)."""
-    workers = []
-    for pid in descendants(taskmanager_pid):
-        try:
-            if b"python" in (Path("/proc") / str(pid) / "cmdline").read_bytes():
-                workers.append(pid)
-        except (FileNotFoundError, ProcessLookupError):
-            pass
-    return workers
+def hosting_taskmanagers(stream: Stream) -> list[Component]:
+    """The TaskManagers with a slot in use: the JVMs running the job's tasks."""
+    busy = {
+        tm["id"]
+        for tm in rest_json(stream.flink_port, "/taskmanagers")["taskmanagers"]
+        if tm["freeSlots"] < tm["slotsNumber"]
+    }
+    return [tm for tm in stream.cluster.taskmanagers if tm.name in busy and tm.alive()]
 
 
 def cancel(stream: Stream) -> None:
@@ -333,17 +337,21 @@ def cancel(stream: Stream) -> None:
     )
 
 
-@UNPROVEN
 def test_cluster_when_the_job_is_killed_at_random_points_then_it_resumes_each_time(
     stream: Stream,
 ) -> None:
-    """JOB_RESTARTS kills at random points. Most SIGKILL the job's Python workers on one
-    TaskManager (the job fails and Flink restarts it from its last checkpoint, in place);
-    every fifth cancels the job and resubmits it with `runner run --jobmanager`, which resumes
-    from the newest retained checkpoint in the shared folder (a resubmission plans sql/ again:
-    minutes on a busy two-core machine, so not all ten are of that kind)."""
+    """JOB_RESTARTS kills at random points. Most SIGKILL a TaskManager JVM that runs the job's
+    tasks (candles_1m and liquidity_1s use no Python UDF, so the tasks are all in the JVM): the
+    job fails and Flink restarts it from its last checkpoint on the other TaskManager's slots,
+    while the killed one is restarted as a supervisor would. Every fifth cancels the job and
+    resubmits it with `runner run --jobmanager`, which resumes from the newest retained
+    checkpoint in the shared folder (a resubmission plans sql/ again: a minute or two on two
+    cores, so not all of them are of that kind)."""
     rng = random.Random(12)
     for attempt in range(1, JOB_RESTARTS + 1):
+        for taskmanager in stream.cluster.taskmanagers:  # a spare for the failover
+            if taskmanager.alive():
+                taskmanager.wait_ready()
         time.sleep(rng.uniform(0.5, 6.0))  # a random point between checkpoints (1 s apart)
         checkpoint = stream.latest_checkpoint()
         confirmed = stream.confirmed_trades()
@@ -353,23 +361,15 @@ def test_cluster_when_the_job_is_killed_at_random_points_then_it_resumes_each_ti
             stream.submit()
             how = "cancelled and resubmitted"
         else:
-            # After a failover both slots of the job may sit on one TaskManager.
-            hosting = [
-                (tm, workers)
-                for tm in stream.cluster.taskmanagers
-                if tm.process is not None and (workers := python_workers(tm.process.pid))
-            ]
-            assert hosting, "no Python workers under any TaskManager"
-            taskmanager, workers = rng.choice(hosting)
+            hosting = hosting_taskmanagers(stream)
+            assert hosting, "no TaskManager runs the job's tasks"
+            victim = rng.choice(hosting)
             restarts = stream.restarts()
-            for pid in workers:
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
+            stream.cluster.kill(victim)
+            stream.cluster.restart(victim, wait=False)
             wait_for(lambda r=restarts: stream.restarts() > r, 120, "the job to fail")
             wait_for(lambda: running_job(stream.flink_port), 300, "the job to run", every_s=0.5)
-            how = f"{len(workers)} Python workers of {taskmanager.name} killed"
+            how = f"{victim.name} SIGKILLed"
         restored = (stream.checkpoints().get("latest") or {}).get("restored") or {}
         stream.note(
             f"kill {attempt}: {how} after checkpoint #{checkpoint} ({confirmed} trades "
@@ -381,7 +381,6 @@ def test_cluster_when_the_job_is_killed_at_random_points_then_it_resumes_each_ti
         stream.wait_progress(200)
 
 
-@UNPROVEN
 def test_cluster_when_brokers_restart_one_by_one_then_the_job_runs_on(stream: Stream) -> None:
     cluster = stream.cluster
     topic = f"{stream.prefix}trades"
@@ -406,7 +405,6 @@ def closed(rows: list[dict], session: Session) -> list[dict]:
     return [row for row in rows if end_ms(row) <= session.sentinel_ts]
 
 
-@UNPROVEN
 def test_cluster_when_faults_are_over_then_outputs_equal_the_oracle(stream: Stream) -> None:
     expected = expected_candles_and_liquidity(stream.session)
     stream.feeder.rate = 5000  # the rest of the session, then its sentinels
@@ -432,6 +430,11 @@ def test_cluster_when_faults_are_over_then_outputs_equal_the_oracle(stream: Stre
             if not result.ok:
                 failures.append(result.summary())
         counts = ", ".join(f"{n} {len(rows)} rows" for n, rows in expected.items())
+        resident = stream.cluster.rss_mib()
+        stream.note(
+            f"cluster resident after the faults: {sum(resident.values()):.0f} MiB "
+            f"({', '.join(f'{name} {mib:.0f}' for name, mib in resident.items())})"
+        )
         stream.note(f"compared with the oracle: {counts}; {'OK' if not failures else 'FAILED'}")
         print("\n" + "\n".join(stream.events))
         assert not failures, "\n".join(failures)

@@ -152,7 +152,7 @@ class Feeder:
     ) -> None:
         import threading
 
-        from kafka import KafkaProducer
+        from producer.sinks import HoldingSender, idempotent_producer
 
         self.prefix = prefix
         self.records = records
@@ -164,14 +164,12 @@ class Feeder:
         self.failed_sends: list[BaseException] = []
         self._stop = threading.Event()
         self.done = threading.Event()
-        self._producer = KafkaProducer(
-            bootstrap_servers=bootstrap,
-            enable_idempotence=True,
-            acks="all",
-            linger_ms=20,
-            max_request_size=2 * 1024 * 1024,
-            client_id="faults-feeder",
+        # The producer's own policy: hold (retry, never expire, block when full) while brokers
+        # are down, so a fault test sees what the real producer does.
+        self._producer = idempotent_producer(
+            bootstrap, "faults-feeder", max_request_size=2 * 1024 * 1024
         )
+        self._sender = HoldingSender(self._producer, bootstrap, stop=self._stop)
         self._thread = threading.Thread(target=self._run, name="feeder", daemon=True)
 
     def start(self) -> Feeder:
@@ -179,7 +177,7 @@ class Feeder:
         return self
 
     def _send(self, topic: str, key: bytes | None, value: bytes | None, partition=None) -> None:
-        future = self._producer.send(topic, key=key, value=value, partition=partition)
+        future = self._sender.send(topic, key, value, partition)
         future.add_errback(self.failed_sends.append)
         future.add_callback(self._acknowledged)
 
