@@ -75,7 +75,7 @@ test: $(VENV) $(JARS) $(CHROMIUM) ## Run the whole test suite (real Kafka, Flink
 	$(PY) -m pytest
 
 .PHONY: test-faults
-test-faults: $(VENV) $(JARS) ## Fault-injection tests: job kills, broker restart, producer crash, hostile input (~7 min)
+test-faults: $(VENV) $(JARS) ## Fault-injection tests: job kills, broker restart, producer crash, hostile input, the 3-broker cluster (~25 min)
 	MOEX_FAULT_TESTS=1 $(PY) -m pytest tests/test_faults_*.py
 
 .PHONY: bench

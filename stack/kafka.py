@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import base64
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -74,13 +75,40 @@ def new_cluster_id() -> str:
     return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
 
 
-def free_ports(count: int) -> list[int]:
-    """Distinct free ports: all sockets stay bound until every port is chosen."""
-    sockets = [socket.socket() for _ in range(count)]
+def _ephemeral_range() -> tuple[int, int]:
     try:
-        for sock in sockets:
-            sock.bind(("127.0.0.1", 0))
-        return [sock.getsockname()[1] for sock in sockets]
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999  # Linux's default
+
+
+def free_ports(count: int) -> list[int]:
+    """Distinct free ports: all sockets stay bound until every port is chosen.
+
+    Chosen below the kernel's ephemeral range: a port the kernel hands out for outgoing
+    connections (bind to port 0 picks from that range too) can be taken by a client between
+    our check and the server's bind (a JobManager failed to bind its RPC port that way, ~1 start
+    in 4 on the local cluster)."""
+    low, _high = _ephemeral_range()
+    first = max(1024, low - 12_000)
+    sockets: list[socket.socket] = []
+    ports: list[int] = []
+    try:
+        for port in random.sample(range(first, low), low - first):
+            if len(ports) == count:
+                break
+            sock = socket.socket()
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                sock.close()
+                continue
+            sockets.append(sock)
+            ports.append(port)
+        if len(ports) < count:
+            raise OSError(f"no {count} free ports in {first}-{low - 1}")
+        return ports
     finally:
         for sock in sockets:
             sock.close()
