@@ -3,6 +3,9 @@
 Everything here runs on the event loop thread (the Kafka readers hand batches over with
 `call_soon_threadsafe`), so a subscription's snapshot and its registration for live rows happen
 in one step: no row falls between them and none is delivered twice.
+
+Over 300 lines: the buffers, the resume positions and the subscribers are one piece of
+event-loop state (a snapshot and its registration must happen in one step), kept in one module.
 """
 
 from __future__ import annotations

@@ -24,6 +24,9 @@ The model, per instrument (reference data in producer/reference.py):
 
 Everything random comes from one `random.Random(seed)`, and all times from the simulated
 clock: the same seed and start give the same records, byte for byte.
+
+Over 300 lines: the market model above is one simulation (price, quotes, tape, books, phases,
+anomalies share its clock and random stream); split, the state would have to be passed around.
 """
 
 from __future__ import annotations

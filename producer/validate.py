@@ -4,6 +4,9 @@
 goes to the DLQ. `*_from_mapping` and the line parsers turn loosely typed input (JSON, CSV)
 into typed records, raising `Invalid(reason)`. Prices are parsed from their text into
 `Decimal` and re-quantized to the instrument's decimals, so `285.4` is published as `285.40`.
+
+Over 300 lines: one check and one parser per record type (trades, books, status) and input
+format (JSON, CSV, ISS), all pure functions sharing the reject reasons.
 """
 
 from __future__ import annotations

@@ -16,6 +16,9 @@ Where the texts leave a choice open, the choice is the one documented in docs/al
 in each SQL header): pr_std, books shallower than 10 levels, the history of the alerts.
 Rows come out as the topic's JSON parses (tests/golden/compare.py): ISO timestamps, Decimal
 for DECIMAL columns, float for DOUBLE, None for NULL.
+
+Over 300 lines: the three AlgoPack products (TradeStats, OBStats, Mega Alerts) written out
+from their published definitions, in one place so the sources above cover them all.
 """
 
 from __future__ import annotations

@@ -4,6 +4,8 @@
 
 Expected rows come from tests/golden/oracle.py, never from the Flink job; review the diff of
 expected.jsonl by hand before committing a change. Every case is deterministic (fixed seeds).
+
+Over 300 lines: one hand-reviewed input builder per golden case, each small.
 """
 
 from __future__ import annotations
