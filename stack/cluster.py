@@ -169,8 +169,12 @@ class Layout:
     def flink_settings(self) -> dict[str, str]:
         packaged = flat(yaml_load(pyflink_home() / "conf" / "config.yaml"))
         return {
-            # The packaged JVM options (--add-opens ... that Flink needs on Java 17).
-            "env.java.opts.all": packaged["env.java.opts.all"],
+            # The packaged JVM options (--add-opens ... that Flink needs on Java 17), and temp
+            # files (the web upload folder, the Python workers' folder) kept in the layout, not
+            # in /tmp where they would outlive the cluster.
+            "env.java.opts.all": (
+                f"{packaged['env.java.opts.all']} -Djava.io.tmpdir={self.home / 'tmp'}"
+            ),
             "jobmanager.rpc.address": "127.0.0.1",
             "jobmanager.rpc.port": str(self.ports.jobmanager_rpc),
             "jobmanager.bind-host": "127.0.0.1",

@@ -246,21 +246,26 @@ def status() -> int:
             f"{pid_file.stem:13s} pid {pid:<8d} {'running' if alive else 'stopped':8s} {rss:8.0f} MiB"
         )
     print(f"{'total':13s} {'':22s} {total:8.0f} MiB resident")
-    print(job_status_line(RUN / "runner.json"))
     if (RUN / "pids" / "jobmanager.pid").exists():
-        from stack.cluster import BUDGET_MIB  # make up-cluster runs: its budget applies
+        # make up-cluster runs: its job lives on the JobManager (the runner only submitted it),
+        # and its budget applies.
+        from stack.cluster import BUDGET_MIB, ClusterPorts
+
+        print(job_status_line(RUN / "runner.json", ClusterPorts().flink))
 
         verdict = "within" if total < BUDGET_MIB else "OVER"
         print(f"{'':36s} {verdict} the cluster's budget of {BUDGET_MIB} MiB")
+    else:
+        print(job_status_line(RUN / "runner.json"))
     return 0
 
 
-def job_status_line(pid_file: Path) -> str:
+def job_status_line(pid_file: Path, rest_port: int | None = None) -> str:
     """`job  RUNNING, 0 restarts` (+ the last exception in one line): a job restarting in a
     loop shows here, not only in the Flink log."""
     from runner.flink_rest import runner_job_health
 
-    health = runner_job_health(pid_file)
+    health = runner_job_health(pid_file, rest_port)
     line = f"{'job':13s} {health['state']}, {health['restarts']} restarts"
     if health["last_exception"]:
         line += f"; last exception: {health['last_exception']}"
