@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import math
 import random
-import signal
 import subprocess
 import sys
 import time
@@ -30,6 +29,7 @@ from tests.environ import clean_environ
 from tests.faults_support import TopicTail
 from tests.golden import algopack_reference as reference
 from tests.golden.compare import differences, load_jsonl
+from tests.processes import Group
 from udfs import algopack
 
 OUTPUTS = ["tradestats_5m", "obstats_5m", "alerts_1m", "alerts_1m_outcomes", "alerts_1m_stats"]
@@ -294,16 +294,14 @@ def test_algopack_when_same_market_runs_live_then_rows_identical_to_replay(
         "--catalog", str(tmp_path / "catalog.json"),
         "--pid-file", str(tmp_path / "runner.json"),
     ]  # fmt: skip
-    log_path = tmp_path / "runner.log"
-    with log_path.open("w") as log:
-        job = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=log)
+    job = Group(command, tmp_path / "runner.log", env).start()
     tails: dict[str, TopicTail] = {}
     try:
         replay_rows = {name: load_jsonl(replayed.out_dir / f"{name}.jsonl") for name in OUTPUTS}
         wanted = {name: len(rows) for name, rows in replay_rows.items()}
         # The deadline covers the job's start (planning, Python workers) on a loaded machine.
         deadline = time.monotonic() + 420
-        while time.monotonic() < deadline and job.poll() is None:
+        while time.monotonic() < deadline and job.running():
             if len(tails) < len(OUTPUTS):  # the runner creates its output topics as it starts
                 existing = existing_topics(kafka_bootstrap)
                 for name in OUTPUTS:
@@ -316,7 +314,7 @@ def test_algopack_when_same_market_runs_live_then_rows_identical_to_replay(
                 len(tails[n].rows()) >= wanted[n] for n in OUTPUTS
             ):
                 break
-        assert job.poll() is None, log_path.read_text()[-3000:]
+        assert job.running(), job.log(3000)
         # A few more checkpoints: anything beyond the replay's rows would show now.
         time.sleep(3)
         catalog = json.loads((tmp_path / "catalog.json").read_text())
@@ -334,12 +332,7 @@ def test_algopack_when_same_market_runs_live_then_rows_identical_to_replay(
     finally:
         for tail in tails.values():
             tail.close()
-        job.send_signal(signal.SIGTERM)
-        try:
-            job.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            job.kill()
-            job.wait()
+        job.stop()
         outputs = [*(f"{prefix}{n}" for n in OUTPUTS), f"{prefix}alerts_1m_live"]
         existing = existing_topics(kafka_bootstrap)
         delete_topics(kafka_bootstrap, [t for t in [*inputs, *outputs] if t in existing])
