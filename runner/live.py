@@ -13,7 +13,7 @@ from pathlib import Path
 
 from runner.catalog import catalog, write_catalog
 from runner.flink_env import streaming_config
-from runner.flink_rest import job_health, job_state, rest
+from runner.flink_rest import job_health, rest
 from runner.pidfile import write_state
 from runner.pipeline import Pipeline, restore_report
 from runner.plan import Plan, PlanError, sink_names
@@ -44,15 +44,26 @@ def stop_with_savepoint(port: int, job_id: str, target: Path, timeout_s: float =
 
 def first_checkpoint(port: int, job_id: str, timeout_s: float = 180.0) -> float | str:
     """Wait for the job's first completed checkpoint: its time (epoch s), or "failing" when the
-    job restarts or fails first, or "slow" when the deadline passes while it runs."""
+    job restarts or fails first, or "slow" when the deadline passes while it runs.
+
+    Exactly-once rows reach their topics only when a checkpoint completes, and the periodic
+    scheduler's first one falls anywhere up to an interval after the job runs; so as soon as
+    every task runs, one is asked for (POST /jobs/<id>/checkpoints), as replay does at its end.
+    """
     deadline = time.monotonic() + timeout_s
+    triggered = False
     while time.monotonic() < deadline:
         try:
             counts = rest(port, f"/jobs/{job_id}/checkpoints").get("counts", {})
             if counts.get("completed", 0) > 0:
                 return time.time()
-            if job_state(port, job_id) in ("RESTARTING", "FAILING", "FAILED", "CANCELED"):
+            job = rest(port, f"/jobs/{job_id}")
+            if job.get("state") in ("RESTARTING", "FAILING", "FAILED", "CANCELED"):
                 return "failing"
+            vertices = job.get("vertices", [])
+            if not triggered and vertices and all(v.get("status") == "RUNNING" for v in vertices):
+                rest(port, f"/jobs/{job_id}/checkpoints", body={})
+                triggered = True
         except OSError:
             pass
         time.sleep(0.2)

@@ -199,6 +199,8 @@ def run(
     finally:
         progress.stop()
         closing.stop()
+    if every_s > 0:
+        progress.finished()
     result.run_seconds = time.monotonic() - running
 
     for output in plan.outputs:

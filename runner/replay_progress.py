@@ -31,7 +31,11 @@ class LineCounter:
         if not self.folder.exists():
             return 0
         current: dict[Path, tuple[int, int]] = {}
-        for part in self.folder.rglob("*"):
+        try:
+            parts = list(self.folder.rglob("*"))
+        except OSError:  # a bucket folder went away while it was listed: the previous count
+            return sum(lines for _, lines in self.seen.values())
+        for part in parts:
             try:
                 if not part.is_file():
                     continue
@@ -72,7 +76,10 @@ class JobWatcher:
         due = time.monotonic() + self.every_s
         while not self.stopped.wait(max(0.0, due - time.monotonic())):
             due += self.every_s  # a fixed cadence, however long the REST calls take
-            self.tick()
+            try:
+                self.tick()
+            except Exception as exc:  # noqa: BLE001 - a watcher must outlive one bad tick
+                print(f"runner: {type(self).__name__}: {exc!r}", file=sys.stderr, flush=True)
 
 
 class Progress(JobWatcher):
@@ -139,6 +146,20 @@ class Progress(JobWatcher):
 
     def tick(self) -> None:
         self.write(self.line())
+
+    def finished(self) -> None:
+        """The closing line once the job has ended well: every source read its file to the end
+        (records it could not parse included; they are counted in input_rejects) and the sinks
+        committed their part files. A short replay can end before the first periodic line."""
+        self.stop()
+        elapsed = time.monotonic() - self.started
+        inputs = ", ".join(f"{name} {total:,}/{total:,}" for name, total in self.totals.items())
+        written = ", ".join(f"{name} {c.count():,}" for name, c in self.counters.items())
+        rate = self.totals.get("trades", 0) / elapsed if elapsed > 0 else 0.0
+        self.write(
+            f"runner: {elapsed:.0f} s: read {inputs}; written {written}; "
+            f"{rate:,.0f} trades/s, job finished"
+        )
 
 
 class FinalCheckpoints(JobWatcher):

@@ -136,6 +136,9 @@ def test_replay_cli_when_job_runs_then_prints_progress_of_every_input_and_output
     final = len((out / "candles_1s.jsonl").read_text().splitlines())
     written = [int(n.replace(",", "")) for n in re.findall(r"candles_1s ([\d,]+)", captured.err)]
     assert written and all(n <= final for n in written)
+    # the closing line, printed however short the job, gives the output's final count
+    assert progress[-1].endswith("job finished"), progress[-1]
+    assert f"candles_1s {final:,}" in progress[-1]
 
 
 def test_replay_when_same_sql_replayed_again_then_cached_plan_gives_same_rows(
