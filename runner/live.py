@@ -9,6 +9,7 @@ import signal
 import sys
 import time
 import urllib.parse
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from runner.catalog import catalog, write_catalog
@@ -16,7 +17,7 @@ from runner.flink_env import streaming_config
 from runner.flink_rest import job_health, rest
 from runner.pidfile import write_state
 from runner.pipeline import Pipeline, restore_report
-from runner.plan import Plan, PlanError, sink_names
+from runner.plan import Plan, PlanError, load_plan, sink_names
 from runner.settings import Settings
 from runner.validation import topic_errors, validate
 
@@ -132,17 +133,25 @@ class LiveJob:
         marks = {"asked": time.monotonic()}
         old_job = self.job_id
         self.say("runner: reload: planning sql/ (the job keeps running)")
+        topics = None
         try:
+            # The sink topics (from the headers) are checked and created while Flink plans.
+            topics = ThreadPoolExecutor(1, thread_name_prefix="reload-topics").submit(
+                self._prepare_topics, load_plan(self.settings)
+            )
             t_env, plan, compiled = validate(self.settings)
             marks["planned"] = time.monotonic()
             # The job graph is compared under the config the job will run with.
             for key, value in streaming_config(self.settings, None).items():
                 t_env.get_config().set(key, value)
-            errors = topic_errors(plan, self.settings, create=False)
+            errors = topics.result()
+            marks["topics"] = time.monotonic()
             if not errors:
                 operators = compiled.output_operators(sink_names(plan))
         except PlanError as exc:
             errors = exc.errors
+            if topics is not None:  # a file's SQL and its topic: both reported
+                errors += topics.result()
         except Exception as exc:  # a planner crash must not take the running job down
             errors = [f"runner: planning failed: {exc}"]
         if errors:
@@ -177,12 +186,6 @@ class LiveJob:
                 err=True,
             )
             return self._finish(2)
-        errors = topic_errors(plan, self.settings, create=True, say=self.say)
-        if errors:
-            for err in errors:
-                self.say(str(err), err=True)
-            return self._finish(2)
-        marks["topics"] = time.monotonic()
         try:
             location = stop_with_savepoint(
                 self.settings.rest_port, self.job_id, self.settings.checkpoint_dir
@@ -241,6 +244,13 @@ class LiveJob:
             previous_mark = marks[step]
         self.say(f"runner: reload took {previous_mark - marks['asked']:.1f} s: {', '.join(parts)}")
         return self._finish(0)
+
+    def _prepare_topics(self, plan: Plan) -> list:
+        """Ask the broker whether every sink topic can be created, then create the missing
+        ones (before the plan is known to be good: a topic of a file whose SQL then fails is
+        kept, and said so, for the corrected file's next reload)."""
+        errors = topic_errors(plan, self.settings, create=False)
+        return errors or topic_errors(plan, self.settings, create=True, say=self.say)
 
     def _wait_ended(self, timeout_s: float = 60.0) -> None:
         deadline = time.monotonic() + timeout_s

@@ -6,17 +6,19 @@ The job is hosted by the `python -m runner run` process, which records itself in
 (pid, job id, REST port, sql dir). `reload` sends it SIGHUP and prints what it reports; the
 runner, whose JVM is warm, does the work, every check before the old job is touched:
   1. plans the new sql/ once (headers, Flink's parser and planner): errors as file:line:col;
-  2. asks the broker whether every sink topic exists or can be created (validate only):
-     `sql/.../x.sql:LINE:1: topic ... cannot be created: <broker's reason>`;
+  2. meanwhile, in a thread, asks the broker whether every sink topic exists or can be created
+     (validate only: `sql/.../x.sql:LINE:1: topic ... cannot be created: <broker's reason>`),
+     then creates the missing ones (a topic of a file whose SQL fails is kept for its fix);
   3. reports which outputs restore from the savepoint and which start fresh (rule below), and
      which were dropped (their topics are kept, with their data; nothing is deleted);
-  4. creates the new topics, stops the old job with a savepoint (POST /jobs/<id>/stop, no
-     drain) and submits the already planned job restored from it (unclaimed state ignored);
-     if it cannot start, the old plan is resubmitted from the same savepoint;
-  5. waits for the new job's first completed checkpoint, when exactly-once outputs flow again,
-     and prints the gap the old outputs saw and where the time went; a new job that restarts
-     or fails first is cancelled and the old one resubmitted from the savepoint (exit 1); one
-     that runs but is slow to checkpoint (a loaded machine) is left running.
+  4. stops the old job with a savepoint (POST /jobs/<id>/stop, no drain) and submits the
+     already planned job restored from it (unclaimed state ignored); if it cannot start, the
+     old plan is resubmitted from the same savepoint;
+  5. asks for a checkpoint as soon as every task of the new job runs, waits for the first one
+     to complete, when exactly-once outputs flow again, and prints the gap the old outputs saw
+     and where the time went; a new job that restarts or fails first is cancelled and the old
+     one resubmitted from the savepoint (exit 1); one that runs but is slow to checkpoint (a
+     loaded machine) is left running.
 Any failure in 1-3 exits 2 with the old job still running, untouched.
 
 Which outputs restore: Flink SQL gives operators no uids, so an operator's id is a hash of its
