@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -101,6 +102,8 @@ def run(code: Path, keep: bool) -> dict:
             watch.poll(0.5)
             if returned is None and reload.poll() is not None:
                 returned = time.time() - t0
+                if reload.returncode != 0:  # refused or rolled back: no new row will come
+                    break
         output = reload.communicate()[0]
         if returned is None:
             returned = time.time() - t0
@@ -124,6 +127,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--code", type=Path, default=ROOT, help="checkout whose runner to time")
     parser.add_argument("--keep", action="store_true")
     args = parser.parse_args(argv)
+    # A SIGTERM (a deadline, `kill`) unwinds through the finally below: no broker, producer or
+    # runner is left behind.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     try:
         result = run(args.code.resolve(), args.keep)
     finally:

@@ -43,13 +43,16 @@ def stop_with_savepoint(port: int, job_id: str, target: Path, timeout_s: float =
     raise TimeoutError(f"no savepoint of job {job_id} within {timeout_s:.0f} s")
 
 
-def first_checkpoint(port: int, job_id: str, timeout_s: float = 180.0) -> float | str:
+def first_checkpoint(
+    port: int, job_id: str, timeout_s: float = 180.0, marks: dict[str, float] | None = None
+) -> float | str:
     """Wait for the job's first completed checkpoint: its time (epoch s), or "failing" when the
     job restarts or fails first, or "slow" when the deadline passes while it runs.
 
     Exactly-once rows reach their topics only when a checkpoint completes, and the periodic
     scheduler's first one falls anywhere up to an interval after the job runs; so as soon as
     every task runs, one is asked for (POST /jobs/<id>/checkpoints), as replay does at its end.
+    That moment goes to marks["running"] (monotonic s).
     """
     deadline = time.monotonic() + timeout_s
     triggered = False
@@ -63,6 +66,8 @@ def first_checkpoint(port: int, job_id: str, timeout_s: float = 180.0) -> float 
                 return "failing"
             vertices = job.get("vertices", [])
             if not triggered and vertices and all(v.get("status") == "RUNNING" for v in vertices):
+                if marks is not None:
+                    marks["running"] = time.monotonic()
                 rest(port, f"/jobs/{job_id}/checkpoints", body={})
                 triggered = True
         except OSError:
@@ -144,14 +149,19 @@ class LiveJob:
             # The job graph is compared under the config the job will run with.
             for key, value in streaming_config(self.settings, None).items():
                 t_env.get_config().set(key, value)
-            errors = topics.result()
+            errors, created = topics.result()
+            for line in created:
+                self.say(line)
             marks["topics"] = time.monotonic()
             if not errors:
                 operators = compiled.output_operators(sink_names(plan))
         except PlanError as exc:
             errors = exc.errors
             if topics is not None:  # a file's SQL and its topic: both reported
-                errors += topics.result()
+                topic_errs, created = topics.result()
+                errors += topic_errs
+                for line in created:
+                    self.say(f"{line} (kept for the corrected file)")
         except Exception as exc:  # a planner crash must not take the running job down
             errors = [f"runner: planning failed: {exc}"]
         if errors:
@@ -209,7 +219,7 @@ class LiveJob:
             self.start(*previous, savepoint)
             return self._finish(1)
         marks["submitted"] = time.monotonic()
-        flowing = first_checkpoint(self.settings.rest_port, self.job_id)
+        flowing = first_checkpoint(self.settings.rest_port, self.job_id, marks=marks)
         marks["checkpoint"] = time.monotonic()
         if flowing == "failing":
             # The new job does not run (a restore it cannot do, a sink that cannot write): put
@@ -237,7 +247,8 @@ class LiveJob:
             f"runner: job {self.job_id} running, restored from {savepoint}; old outputs paused "
             f"{flowing - stopped_at:.1f} s (savepoint to the new job's first checkpoint)"
         )
-        steps = ("planned", "topics", "savepoint", "submitted", "checkpoint")
+        steps = ("planned", "topics", "savepoint", "submitted", "running", "checkpoint")
+        steps = tuple(step for step in steps if step in marks)  # "running": seen, or not
         previous_mark, parts = marks["asked"], []
         for step in steps:
             parts.append(f"{step} +{marks[step] - previous_mark:.1f} s")
@@ -245,12 +256,20 @@ class LiveJob:
         self.say(f"runner: reload took {previous_mark - marks['asked']:.1f} s: {', '.join(parts)}")
         return self._finish(0)
 
-    def _prepare_topics(self, plan: Plan) -> list:
+    def _prepare_topics(self, plan: Plan) -> tuple[list, list[str]]:
         """Ask the broker whether every sink topic can be created, then create the missing
         ones (before the plan is known to be good: a topic of a file whose SQL then fails is
-        kept, and said so, for the corrected file's next reload)."""
+        kept, and said so, for the corrected file's next reload). (errors, lines to print)
+
+        Runs in a thread beside the planner, so it must not touch the JVM (not even through
+        self.say, which reads the job id): py4j hands a thread whichever connection is free,
+        and the planner's thread could then get one whose context class loader lacks the
+        connector jars ("Unable to create a source ... 'connector'='kafka'", seen once)."""
+        created: list[str] = []
         errors = topic_errors(plan, self.settings, create=False)
-        return errors or topic_errors(plan, self.settings, create=True, say=self.say)
+        if not errors:
+            errors = topic_errors(plan, self.settings, create=True, say=created.append)
+        return errors, created
 
     def _wait_ended(self, timeout_s: float = 60.0) -> None:
         deadline = time.monotonic() + timeout_s

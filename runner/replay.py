@@ -183,9 +183,12 @@ def run(
     }
     every_s = PROGRESS_EVERY_S if progress_every_s is None else progress_every_s
     client = table_result.get_job_client()
+    # Read once here: the watcher threads must not call the JVM (py4j would hand them the
+    # main thread's connection, whose context class loader PyFlink set up).
+    job_id = str(client.get_job_id()) if client is not None else None
     progress = Progress(
         int(config["rest.port"]),
-        lambda: str(client.get_job_id()) if client is not None else None,
+        lambda: job_id,
         result.input_counts,
         work / "parts",
         [o.name for o in plan.outputs],
