@@ -21,6 +21,7 @@ from pathlib import Path
 from runner import backtest_html, backtest_report, replay, validation
 from runner.errors import java_message
 from runner.plan import PlanError
+from runner.replay_progress import LineCounter
 from runner.settings import Settings
 from runner.sqlfiles import discover, load
 
@@ -65,24 +66,14 @@ class Progress:
     rows its sinks have written so far (the part files of DIR/.replay/parts/)."""
 
     def __init__(self, parts: Path, names: list[str], say: Callable[[str], None], every: float):
-        self.parts, self.names, self.say, self.every = parts, names, say, every
+        self.counters = [LineCounter(parts / name) for name in names]
+        self.say, self.every = say, every
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.started = time.monotonic()
 
     def _rows(self) -> int:
-        total = 0
-        for name in self.names:
-            folder = self.parts / name
-            for part in folder.rglob("*") if folder.exists() else ():
-                try:
-                    with part.open("rb") as handle:
-                        total += sum(
-                            chunk.count(b"\n") for chunk in iter(lambda: handle.read(1 << 16), b"")
-                        )
-                except (IsADirectoryError, FileNotFoundError):
-                    continue
-        return total
+        return sum(counter.count() for counter in self.counters)
 
     def _run(self) -> None:
         while not self.stop.wait(self.every):
