@@ -141,9 +141,9 @@ class LiveJob:
         topics = None
         try:
             # The sink topics (from the headers) are checked and created while Flink plans.
-            topics = ThreadPoolExecutor(1, thread_name_prefix="reload-topics").submit(
-                self._prepare_topics, load_plan(self.settings)
-            )
+            background = ThreadPoolExecutor(1, thread_name_prefix="reload-topics")
+            topics = background.submit(self._prepare_topics, load_plan(self.settings))
+            background.shutdown(wait=False)  # its one task still runs; the thread then ends
             t_env, plan, compiled = validate(self.settings)
             marks["planned"] = time.monotonic()
             # The job graph is compared under the config the job will run with.
