@@ -127,11 +127,6 @@ class Progress(JobWatcher):
             read = self.records_read()
         except Exception:  # noqa: BLE001 - the MiniCluster is starting or finishing
             read = {}
-        inputs = ", ".join(
-            f"{name} {read[name]:,}/{total:,}" if name in read else f"{name} ?/{total:,}"
-            for name, total in self.totals.items()
-        )
-        written = ", ".join(f"{name} {c.count():,}" for name, c in self.counters.items())
         trades, total = read.get("trades"), self.totals.get("trades", 0)
         pace = "rate and ETA once the sources report"
         if trades:
@@ -142,6 +137,14 @@ class Progress(JobWatcher):
             pace = f"{rate:,.0f} trades/s, ETA {(total - trades) / rate:.0f} s"
             if trades > before:  # REST metrics refresh less often than lines are printed
                 self.last = (elapsed, trades)
+        return self._format(elapsed, read, pace)
+
+    def _format(self, elapsed: float, read: dict[str, int], pace: str) -> str:
+        inputs = ", ".join(
+            f"{name} {read[name]:,}/{total:,}" if name in read else f"{name} ?/{total:,}"
+            for name, total in self.totals.items()
+        )
+        written = ", ".join(f"{name} {c.count():,}" for name, c in self.counters.items())
         return f"runner: {elapsed:.0f} s: read {inputs}; written {written}; {pace}"
 
     def tick(self) -> None:
@@ -150,16 +153,11 @@ class Progress(JobWatcher):
     def finished(self) -> None:
         """The closing line once the job has ended well: every source read its file to the end
         (records it could not parse included; they are counted in input_rejects) and the sinks
-        committed their part files. A short replay can end before the first periodic line."""
-        self.stop()
+        committed their part files. A short replay can end before the first periodic line.
+        Called after stop()."""
         elapsed = time.monotonic() - self.started
-        inputs = ", ".join(f"{name} {total:,}/{total:,}" for name, total in self.totals.items())
-        written = ", ".join(f"{name} {c.count():,}" for name, c in self.counters.items())
         rate = self.totals.get("trades", 0) / elapsed if elapsed > 0 else 0.0
-        self.write(
-            f"runner: {elapsed:.0f} s: read {inputs}; written {written}; "
-            f"{rate:,.0f} trades/s, job finished"
-        )
+        self.write(self._format(elapsed, self.totals, f"{rate:,.0f} trades/s, job finished"))
 
 
 class FinalCheckpoints(JobWatcher):

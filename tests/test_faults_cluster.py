@@ -52,6 +52,7 @@ from tests.faults_support import (
     compare,
     create_prefixed_topics,
     end_ms,
+    end_offsets,
     expected_candles_and_liquidity,
     keep_artifacts,
     merged_input,
@@ -417,22 +418,17 @@ def shortfall(stream: Stream, tails: dict[str, TopicTail], expected: dict[str, l
     """Rows read against rows expected per output, and per partition the last stable offset
     (read_committed end) against the high watermark: LSO < HW for minutes means an open
     transaction holds every read_committed reader (it ends at transaction.timeout.ms)."""
-    from kafka import KafkaConsumer
-
     lines = []
-    raw = KafkaConsumer(bootstrap_servers=stream.bootstrap, isolation_level="read_uncommitted")
-    try:
-        for name, tail in tails.items():
-            have = len(closed(tail.rows(), stream.session))
-            lso = tail.consumer.end_offsets(tail.tps)
-            hw = raw.end_offsets(tail.tps)
-            where = ", ".join(
-                f"p{tp.partition} at {tail.consumer.position(tp)} LSO {lso[tp]} HW {hw[tp]}"
-                for tp in tail.tps
-            )
-            lines.append(f"{name}: {have} of {len(expected[name])} rows read; {where}")
-    finally:
-        raw.close()
+    for name, tail in tails.items():
+        have = len(closed(tail.rows(), stream.session))
+        lso = end_offsets(stream.bootstrap, tail.topic, committed=True)
+        hw = end_offsets(stream.bootstrap, tail.topic, committed=False)
+        where = ", ".join(
+            f"p{tp.partition} at {tail.consumer.position(tp)} LSO {lso[tp.partition]} "
+            f"HW {hw[tp.partition]}"
+            for tp in tail.tps
+        )
+        lines.append(f"{name}: {have} of {len(expected[name])} rows read; {where}")
     try:
         job = rest_json(stream.flink_port, f"/jobs/{stream.job_id}")
         lines.append(f"job {stream.job_id} {job.get('state')}, restarts {stream.restarts()}")
