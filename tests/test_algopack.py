@@ -77,6 +77,43 @@ def test_book_metrics_when_random_books_then_match_reference_snapshot_within_1e_
                 assert a == pytest.approx(float(b), rel=1e-9, abs=1e-12), name
 
 
+def test_book_frame_when_one_batch_of_mixed_books_then_each_row_as_alone() -> None:
+    """The vectorised function pads every side of a batch to its deepest one: rows of different
+    depths, empty sides and an unknown ticker in one batch give what each gives alone."""
+    rng = random.Random(5)
+    books = [
+        ("SBER", *_random_book(rng, 10, 10, 500)),
+        ("VTBR", [], []),
+        ("NOPE", *_random_book(rng, 3, 3, 5)),
+    ]
+    books += [
+        (
+            rng.choice(["SBER", "LKOH"]),
+            *_random_book(rng, rng.randint(0, 12), rng.randint(0, 12), 50),
+        )
+        for _ in range(40)
+    ]
+
+    def side(levels: list) -> list[np.ndarray]:
+        return [np.array([float(p), float(q)]) for p, q in levels]
+
+    frame = algopack.book_frame(
+        pd.Series([t for t, _, _ in books]),
+        pd.Series([side(b) for _, b, _ in books]),
+        pd.Series([side(a) for _, _, a in books]),
+    )
+    assert list(frame.columns) == list(algopack.BOOK_FIELDS)
+    for (ticker, bids, asks), (_, row) in zip(books, frame.iterrows(), strict=True):
+        alone = algopack.snapshot_metrics(ticker, bids, asks)
+        for name, value in zip(algopack.BOOK_FIELDS, alone, strict=True):
+            if value is None:
+                assert np.isnan(row[name]), (ticker, name)
+            else:
+                assert row[name] == pytest.approx(value, rel=1e-12), (ticker, name)
+    assert frame.iloc[2].isna().all()  # unknown ticker: no lot size, no metric
+    assert frame.iloc[1][["levels_b", "vol_b"]].tolist() == [0.0, 0.0]
+
+
 def test_vwap_1mio_when_published_example_book_then_333333_roubles() -> None:
     """docs/method/supercandles.md: bids 150 @ 3000, 100 @ 3500, 50 @ 4000, 25 @ 4500: the first
     three make 1 mio roubles, VWAP (150*3000 + 100*3500 + 50*4000) / 300 (printed 333.33 there,

@@ -5,11 +5,12 @@ reference data: our topics carry quantities in lots, AlgoPack's `val` fields are
 value is price x lots x lot size. A ticker the table does not know gives NULL (the producer
 rejects such records, so it happens only with hand-made inputs).
 
-`book_metrics(ticker, bids, asks)` computes AlgoPack's OBStats metrics of ONE book snapshot
+`book_metrics(ticker, bids, asks)` computes AlgoPack's OBStats metrics of each book snapshot
 (the SQL averages them over the 5-minute window): a walk over up to 10 [price, lots] levels per
-side that plain SQL could only write as a tower of CASEs. The definitions and our choices are
-in sql/65_algopack/obstats_5m.sql; `snapshot_metrics` is the plain function, testable without
-Flink.
+side that plain SQL could only write as a tower of CASEs. It is vectorised (pandas): one call per
+Arrow batch of snapshots, the levels as (snapshots x depth) matrices, the SQL passing them as
+DOUBLE. The definitions and our choices are in sql/65_algopack/obstats_5m.sql; `book_frame` is
+the plain function and `snapshot_metrics` the same for one snapshot, both testable without Flink.
 
 `alert_history(vol, vol_b, vol_s, net_vol, pr_change, pr_high, pr_low)` is a pandas UDAF for a
 bounded OVER window of a ticker's minutes (oldest first, the current minute last): the Mega
@@ -27,7 +28,6 @@ from decimal import Decimal
 
 import numpy as np
 import pandas as pd
-from pyflink.common import Row
 from pyflink.table import DataTypes
 from pyflink.table.udf import udaf, udf
 
@@ -61,79 +61,124 @@ def lot_of(ticker: str | None) -> int | None:
     return found.lot if found is not None else None
 
 
-def _imbalance(buy: Decimal, sell: Decimal) -> float | None:
-    total = buy + sell
-    return float((buy - sell) / total) if total else None
+def _ratio(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
+    """numerator / denominator, NaN (NULL) where the denominator is 0 or NaN."""
+    out = np.full(numerator.shape, np.nan)
+    np.divide(numerator, denominator, out=out, where=(denominator != 0) & ~np.isnan(denominator))
+    return out
 
 
-def vwap_for_value(levels: Sequence[Level], lot: int, value: Decimal = ONE_MIO) -> Decimal | None:
-    """Average price per share of an order worth `value` roubles filled from the best level
-    outwards, the last level taken in part; None when the levels hold less than `value`."""
-    spent, shares = Decimal(0), Decimal(0)
-    for price, qty in levels:
-        level_value = price * qty * lot
-        if spent + level_value >= value:
-            shares += (value - spent) / price
-            return value / shares
-        spent += level_value
-        shares += qty * lot
-    return None
+def _side(levels: pd.Series) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Prices and lots of a batch of book sides as (rows x depth) matrices, best level first,
+    padded with NaN prices and 0 lots, and the number of levels of each row. A NULL side is
+    empty, as in the exchange's feed an empty side is []."""
+    counts = np.fromiter((0 if side is None else len(side) for side in levels), int, len(levels))
+    depth = max(int(counts.max(initial=0)), 1)
+    price = np.full((len(levels), depth), np.nan)
+    qty = np.zeros((len(levels), depth))
+    for row, side in enumerate(levels):
+        if counts[row]:
+            flat = np.stack(side).astype("float64")  # (levels x 2): price, lots
+            price[row, : counts[row]] = flat[:, 0]
+            qty[row, : counts[row]] = flat[:, 1]
+    return price, qty, counts
+
+
+def _vwap_for_value(price: np.ndarray, qty: np.ndarray, lot: np.ndarray) -> np.ndarray:
+    """Average price per share of an order worth ONE_MIO roubles filled from the best level
+    outwards, the last level taken in part; NaN where the levels hold less than that."""
+    shares = qty * lot[:, None]
+    value = np.where(np.isnan(price), 0.0, price * shares)
+    spent = np.cumsum(value, axis=1)
+    # Values are multiples of 10^-6 roubles (prices on a 6-decimal grid, whole lots), so a real
+    # shortfall is at least that; the slack only absorbs the doubles' rounding of an exact fill.
+    filled = spent >= float(ONE_MIO) - 5e-7
+    enough = filled.any(axis=1)
+    last = np.where(enough, filled.argmax(axis=1), 0)
+    rows = np.arange(len(price))
+    before = spent[rows, last] - value[rows, last]
+    shares_before = np.cumsum(shares, axis=1)[rows, last] - shares[rows, last]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        total = shares_before + (float(ONE_MIO) - before) / price[rows, last]
+        return np.where(enough, float(ONE_MIO) / total, np.nan)
+
+
+def vwap_for_value(levels: Sequence[Level], lot: int) -> float | None:
+    """_vwap_for_value of one side: the price of filling ONE_MIO roubles, None if it holds less."""
+    price = np.array([[float(p) for p, _ in levels]])
+    qty = np.array([[float(q) for _, q in levels]])
+    vwap = _vwap_for_value(price, qty, np.array([float(lot)]))[0]
+    return None if np.isnan(vwap) else float(vwap)
+
+
+def book_frame(tickers: pd.Series, bids: pd.Series, asks: pd.Series) -> pd.DataFrame:
+    """The BOOK_FIELDS of a batch of snapshots, one row each, NaN where undefined."""
+    lot = np.array([np.nan if (n := lot_of(t)) is None else n for t in tickers], dtype="float64")
+    bid, bid_qty, levels_b = _side(bids)
+    ask, ask_qty, levels_s = _side(asks)
+    vol_b, vol_s = bid_qty.sum(axis=1), ask_qty.sum(axis=1)
+    val_b = np.nansum(bid * bid_qty, axis=1) * lot
+    val_s = np.nansum(ask * ask_qty, axis=1) * lot
+    vwap_b_1mio = _vwap_for_value(bid, bid_qty, lot)
+    vwap_s_1mio = _vwap_for_value(ask, ask_qty, lot)
+    both = (levels_b > 0) & (levels_s > 0)
+    best_bid, best_ask = bid[:, 0], ask[:, 0]
+    best_bid_qty, best_ask_qty = bid_qty[:, 0], ask_qty[:, 0]
+    mid = np.where(both, (best_bid + best_ask) / 2, np.nan)
+    deep = (levels_b >= 10) & (levels_s >= 10)
+    lv10 = np.full(len(mid), np.nan)
+    if deep.any():  # then both matrices have a 10th column
+        lv10 = np.where(deep, ask[:, 9] - bid[:, 9], np.nan)
+    fields = {
+        "spread_bbo": _ratio(best_ask - best_bid, mid) * 10_000,
+        "spread_lv10": _ratio(lv10, mid) * 10_000,
+        "spread_1mio": _ratio(vwap_s_1mio - vwap_b_1mio, mid) * 10_000,
+        "levels_b": levels_b.astype("float64"),
+        "levels_s": levels_s.astype("float64"),
+        "vol_b": vol_b,
+        "vol_s": vol_s,
+        "val_b": val_b,
+        "val_s": val_s,
+        "imbalance_vol_bbo": np.where(
+            both, _ratio(best_bid_qty - best_ask_qty, best_bid_qty + best_ask_qty), np.nan
+        ),
+        "imbalance_val_bbo": np.where(
+            both,
+            _ratio(
+                best_bid * best_bid_qty - best_ask * best_ask_qty,
+                best_bid * best_bid_qty + best_ask * best_ask_qty,
+            ),
+            np.nan,
+        ),
+        "imbalance_vol": _ratio(vol_b - vol_s, vol_b + vol_s),
+        "imbalance_val": _ratio(val_b - val_s, val_b + val_s),
+        "vwap_b_1mio": vwap_b_1mio,
+        "vwap_s_1mio": vwap_s_1mio,
+    }
+    frame = pd.DataFrame(fields, columns=list(BOOK_FIELDS))
+    frame[np.isnan(lot)] = np.nan  # an unknown ticker: no lot size, no metric
+    return frame
 
 
 def snapshot_metrics(
     ticker: str | None, bids: Sequence[Level] | None, asks: Sequence[Level] | None
 ) -> tuple[float | None, ...]:
-    """The BOOK_FIELDS of one snapshot, best level first on each side; None where undefined."""
-    lot = lot_of(ticker)
-    bids, asks = list(bids or []), list(asks or [])
-    if lot is None:
-        return (None,) * len(BOOK_FIELDS)
-    vol_b = sum((q for _, q in bids), Decimal(0))
-    vol_s = sum((q for _, q in asks), Decimal(0))
-    val_b = sum((p * q for p, q in bids), Decimal(0)) * lot
-    val_s = sum((p * q for p, q in asks), Decimal(0)) * lot
-    spread_bbo = spread_lv10 = spread_1mio = imbalance_vol_bbo = imbalance_val_bbo = None
-    vwap_b_1mio = vwap_for_value(bids, lot)
-    vwap_s_1mio = vwap_for_value(asks, lot)
-    if bids and asks:
-        (bid, bid_qty), (ask, ask_qty) = bids[0], asks[0]
-        mid = (bid + ask) / 2
-        spread_bbo = float((ask - bid) / mid * 10_000)
-        if len(bids) >= 10 and len(asks) >= 10:
-            spread_lv10 = float((asks[9][0] - bids[9][0]) / mid * 10_000)
-        if vwap_b_1mio is not None and vwap_s_1mio is not None:
-            spread_1mio = float((vwap_s_1mio - vwap_b_1mio) / mid * 10_000)
-        imbalance_vol_bbo = _imbalance(bid_qty, ask_qty)
-        imbalance_val_bbo = _imbalance(bid * bid_qty, ask * ask_qty)
-    return (
-        spread_bbo,
-        spread_lv10,
-        spread_1mio,
-        float(len(bids)),
-        float(len(asks)),
-        float(vol_b),
-        float(vol_s),
-        float(val_b),
-        float(val_s),
-        imbalance_vol_bbo,
-        imbalance_val_bbo,
-        _imbalance(vol_b, vol_s),
-        _imbalance(val_b, val_s),
-        None if vwap_b_1mio is None else float(vwap_b_1mio),
-        None if vwap_s_1mio is None else float(vwap_s_1mio),
-    )
+    """The BOOK_FIELDS of one snapshot, best level first on each side; None where undefined
+    (book_frame of a batch of one)."""
+
+    def side(levels: Sequence[Level] | None) -> list[np.ndarray] | None:
+        return None if levels is None else [np.array([float(p), float(q)]) for p, q in levels]
+
+    row = book_frame(pd.Series([ticker]), pd.Series([side(bids)]), pd.Series([side(asks)])).iloc[0]
+    return tuple(None if np.isnan(v) else float(v) for v in row)
 
 
 lot_size = udf(lot_of, result_type=DataTypes.INT(), deterministic=True)
 
-
-def _book_metrics_row(
-    ticker: str | None, bids: Sequence[Level] | None, asks: Sequence[Level] | None
-) -> Row:
-    return Row(*snapshot_metrics(ticker, bids, asks))  # a scalar ROW result must be a Row
-
-
-book_metrics = udf(_book_metrics_row, result_type=BOOK_TYPE, deterministic=True)
+# Vectorised (one Arrow batch per call, not one call per snapshot): the per-snapshot Python
+# call was the busiest part of the live job (docs/performance.md). The SQL passes the levels as
+# DOUBLE: every result is a DOUBLE ratio or sum, and Decimal objects cost more than the maths.
+book_metrics = udf(book_frame, result_type=BOOK_TYPE, func_type="pandas", deterministic=True)
 
 
 # Percentiles are numpy's default ("linear", Hyndman-Fan type 7, as pandas' quantile and

@@ -53,9 +53,12 @@ CREATE TABLE obstats_5m (
   vwap_s_1mio       DOUBLE             -- roubles per share
 ) WITH (${SINK});
 
--- One row per snapshot with its metrics as columns (the Python function runs once per row).
+-- One row per snapshot with its metrics as columns (book_metrics is vectorised: one Python call
+-- per Arrow batch; the levels go to it as DOUBLE, every metric being a DOUBLE ratio or sum).
 CREATE VIEW book_metrics_1 AS
-SELECT ticker, book_second, book_metrics(ticker, bids, asks) AS m, lot_size(ticker) AS lot
+SELECT ticker, book_second,
+  book_metrics(ticker, CAST(bids AS ARRAY<ARRAY<DOUBLE>>), CAST(asks AS ARRAY<ARRAY<DOUBLE>>)) AS m,
+  lot_size(ticker) AS lot
 FROM orderbook;
 
 INSERT INTO obstats_5m
