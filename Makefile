@@ -104,6 +104,10 @@ demo: $(VENV) $(JARS) ## Replay a seeded synthetic session through every output 
 	$(MOEX) backtest --strategy all --trades .run/demo/backtest/trades.jsonl \
 		--out .run/demo/backtest/out
 
+.PHONY: warm
+warm: $(VENV) $(JARS) ## Keep one JVM warm: replays of <= 100 K trades then run in it and start in seconds (Ctrl-C stops)
+	$(MOEX) warm
+
 .PHONY: up-cluster
 up-cluster: $(VENV) $(JARS) ## Scale-out, no Docker: 3 Kafka brokers (RF 3), Flink JobManager + 2 TaskManagers, job at parallelism 2
 	$(MOEX) cluster

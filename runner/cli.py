@@ -5,6 +5,7 @@ python -m runner check    validate sql/ with sqlglot and Flink's planner; start 
 python -m runner replay   --trades F [--orderbook F] [--status F] --out DIR
 python -m runner reload   validate, then stop the running job with a savepoint and resubmit
 python -m runner backtest --strategy NAME[,NAME|all] --trades F [--orderbook F] --out DIR
+python -m runner warm     keep one JVM warm: later replays of <= 100 K trades run in it
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import sys
 from pathlib import Path
 
 from moex.settings import add_flags, given
-from runner import live
+from runner import live, warm
 from runner.backtest import backtest
 from runner.catalog import catalog, write_catalog
 from runner.flink_env import latest_checkpoint, streaming_config
@@ -100,8 +101,15 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
+    code = warm.try_replay(args.argv, args.trades)
+    if code is not None:
+        return code
     settings = _settings(args)
     return replay(settings, args)
+
+
+def cmd_warm(args: argparse.Namespace) -> int:
+    return warm.serve(_settings(args))
 
 
 def cmd_backtest(args: argparse.Namespace) -> int:
@@ -145,6 +153,11 @@ def main(argv: list[str] | None = None) -> int:
     rep.add_argument("--status", type=Path)
     rep.add_argument("--out", required=True, type=Path)
 
+    warm_jvm = sub.add_parser(
+        "warm", help="keep a JVM warm: later replays of <= 100 K trades start in seconds"
+    )
+    add_flags(warm_jvm, Settings, ("jvm_heap_mb",))
+
     bt = sub.add_parser("backtest", help="replay files through strategies; write P&L and report")
     common(bt)
     bt.add_argument("--strategy", required=True, help="a sql/strategies/ name, several, or all")
@@ -162,11 +175,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command is None:
         args = parser.parse_args(["run", *(argv or sys.argv[1:])])
+    args.argv = list(sys.argv[1:] if argv is None else argv)[1:]  # after the command's name
     handler = {
         "run": cmd_run,
         "check": cmd_check,
         "replay": cmd_replay,
         "reload": cmd_reload,
         "backtest": cmd_backtest,
+        "warm": cmd_warm,
     }
     return handler[args.command](args)

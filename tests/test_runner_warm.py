@@ -1,0 +1,144 @@
+"""`python -m runner warm` (runner/warm.py): a replay sent to the warm JVM writes the same rows
+as one in its own JVM, a replay arriving while the warm JVM is busy runs in its own, and a
+socket left by a killed warm process is ignored."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+from moex.paths import ROOT
+from tests.environ import clean_environ
+from tests.processes import Group, wait_for
+
+READY = "warm JVM ready"
+VIA_WARM = "replaying in the warm JVM"
+BUSY = "the warm JVM is busy"
+
+
+def _replay(inputs: Path, out: Path, env: dict[str, str]) -> subprocess.CompletedProcess:
+    command = [
+        sys.executable, "-m", "runner", "replay",
+        "--trades", str(inputs / "trades.jsonl"), "--orderbook", str(inputs / "orderbook.jsonl"),
+        "--status", str(inputs / "market_status.jsonl"), "--out", str(out),
+    ]  # fmt: skip
+    return subprocess.run(
+        command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600, check=False
+    )
+
+
+def test_warm_when_replays_then_same_rows_as_own_jvm_and_busy_falls_back(tmp_path: Path) -> None:
+    inputs = tmp_path / "in"
+    subprocess.run(
+        [sys.executable, "-m", "producer", "synthetic", "--seed", "11", "--max-events", "1500",
+         "--out", str(inputs)],
+        cwd=ROOT, env=clean_environ(), check=True, capture_output=True, timeout=120,
+    )  # fmt: skip
+    env = {**clean_environ(), "MOEX_RUN_DIR": str(tmp_path / "run")}
+    server = Group([sys.executable, "-m", "runner", "warm"], tmp_path / "warm.log", env).start()
+    try:
+        wait_for(lambda: READY in server.log(), 300, "the warm JVM ready")
+        assert server.running(), server.log()
+
+        warm = _replay(inputs, tmp_path / "warm-out", env)
+        assert warm.returncode == 0, warm.stdout + warm.stderr
+        assert VIA_WARM in warm.stderr, warm.stderr
+        assert "replayed 1500 trades" in warm.stdout, warm.stdout
+
+        # Busy: a connection that has not sent its request yet holds the warm JVM (up to 30 s),
+        # so this replay runs in a JVM of its own, as without the warm one.
+        holder = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        holder.connect(str(tmp_path / "run" / "warm.sock"))
+        try:
+            own = _replay(inputs, tmp_path / "own-out", env)
+        finally:
+            holder.close()
+        assert own.returncode == 0, own.stdout + own.stderr
+        assert BUSY in own.stdout and VIA_WARM not in own.stderr, own.stdout + own.stderr
+
+        files = sorted(p.name for p in (tmp_path / "own-out").glob("*.jsonl"))
+        assert len(files) >= 17 and files == sorted(
+            p.name for p in (tmp_path / "warm-out").glob("*.jsonl")
+        )
+        for name in files:
+            mine = (tmp_path / "own-out" / name).read_text()
+            assert (tmp_path / "warm-out" / name).read_text() == mine, name
+        assert any((tmp_path / "own-out" / n).read_text() for n in files)
+    finally:
+        server.stop()
+    assert "warm JVM stopped" in server.log(), server.log()
+    assert not (tmp_path / "run" / "warm.sock").exists()
+
+
+def test_warm_client_when_socket_left_by_killed_process_then_runs_itself(
+    tmp_path: Path, monkeypatch
+) -> None:
+    from runner import warm
+
+    monkeypatch.setattr(warm, "socket_path", lambda: tmp_path / "warm.sock")
+    stale = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    stale.bind(str(tmp_path / "warm.sock"))
+    stale.close()  # the file stays, nobody listens
+    trades = tmp_path / "trades.jsonl"
+    trades.write_text('{"ticker": "SBER"}\n{"ticker": "SBER"}\n')
+    assert (tmp_path / "warm.sock").exists()
+    assert warm.try_replay(["--trades", str(trades), "--out", "x"], trades) is None
+
+
+def test_warm_client_when_listening_then_sends_unless_off_large_or_own_heap(
+    tmp_path: Path, monkeypatch
+) -> None:
+    """Which replays go to the warm JVM: a stand-in server answers exit 7 to whatever it gets."""
+    from runner import warm
+
+    path = tmp_path / "warm.sock"
+    monkeypatch.setattr(warm, "socket_path", lambda: path)
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(str(path))
+    server.listen(8)
+    received: list[dict] = []
+
+    def answer() -> None:
+        while True:
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                return
+            with conn:
+                received.append(json.loads(conn.makefile("r").readline()))
+                conn.sendall(b'{"out": "hello\\n"}\n{"exit": 7}\n')
+
+    threading.Thread(target=answer, daemon=True).start()
+    trades = tmp_path / "trades.jsonl"
+    trades.write_text('{"ticker": "SBER"}\n{"ticker": "SBER"}\n')
+    argv = ["--trades", str(trades), "--out", "x"]
+    monkeypatch.setenv("MOEX_ONLY", "candles_1m")
+    try:
+        assert warm.try_replay(argv, trades) == 7
+        assert received[-1]["argv"] == argv and received[-1]["env"]["MOEX_ONLY"] == "candles_1m"
+        assert warm.try_replay([*argv, "--jvm-heap-mb", "2048"], trades) is None
+        monkeypatch.setattr(warm, "QUICK_START_MAX_TRADES", 1)  # this file is "large" now
+        assert warm.try_replay(argv, trades) is None
+        monkeypatch.setattr(warm, "QUICK_START_MAX_TRADES", 100)
+        monkeypatch.setenv("MOEX_WARM", "0")
+        assert warm.try_replay(argv, trades) is None
+        assert len(received) == 1
+    finally:
+        server.close()
+
+
+def test_warm_when_code_changed_since_start_then_names_the_files(tmp_path: Path) -> None:
+    from runner import warm
+
+    (tmp_path / "udfs").mkdir()
+    (tmp_path / "udfs" / "algopack.py").write_text("x = 1\n")
+    snapshot = warm.code_snapshot(tmp_path)
+    assert warm.changed_code(snapshot, tmp_path) == []
+    (tmp_path / "udfs" / "new.py").write_text("y = 2\n")
+    os.utime(tmp_path / "udfs" / "algopack.py", (1, 1))
+    assert warm.changed_code(snapshot, tmp_path) == ["udfs/algopack.py", "udfs/new.py"]
