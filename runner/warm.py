@@ -50,7 +50,7 @@ def socket_path() -> Path:
 
 
 def pid_path() -> Path:
-    return RUN / "pids" / "warm.pid"
+    return RUN / "warm.pid"  # not in RUN/pids: that is `make up`'s registry of process groups
 
 
 # --- the client side: `runner replay` --------------------------------------------------------
