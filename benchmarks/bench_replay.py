@@ -174,9 +174,10 @@ def pandas_once(work: Path, inputs: Path, label: str, books: bool = False) -> di
     return {"label": label, "process_wall_s": round(wall, 2), **json.loads(text)}
 
 
-def warm_runs(work: Path, inputs: Path, count: int) -> tuple[float | None, list[dict]]:
+def warm_runs(work: Path, inputs: Path, count: int) -> tuple[float | None, list[dict], float]:
     """`python -m runner warm` started, then `count` replays of `inputs` sent to it: the warm
-    JVM's start (s) and the replays' runs (each printed "replaying in the warm JVM")."""
+    JVM's start (s), the replays' runs (each printed "replaying in the warm JVM") and the warm
+    process tree's resident MiB once idle again."""
     started = time.monotonic()
     server = Proc("warm", [PY, "-m", "runner", "warm"], work / "warm.log", child_env(work))
     try:
@@ -191,7 +192,7 @@ def warm_runs(work: Path, inputs: Path, count: int) -> tuple[float | None, list[
             runs.append(replay_once(work, inputs, f"warm-{index}"))
             text = (work / f"replay-warm-{index}.log").read_text(errors="replace")
             runs[-1]["via_warm_jvm"] = "replaying in the warm JVM" in text
-        return ready_s, runs
+        return ready_s, runs, round(server.rss_mib())
     finally:
         server.stop()
 
@@ -209,7 +210,9 @@ def run(quick: bool, repeat: int, keep: bool = False, repeat_full: int = 1) -> R
             trivial_runs.append(replay_once(work, trivial, f"trivial-{index}"))
             say(f"replay: trivial job {trivial_runs[-1].get('job_s')} s")
         say(f"replay: `runner warm`, then {max(repeat, 3)} {TRIVIAL_TRADES}-trade replays in it")
-        warm_ready_s, warm = warm_runs(work, trivial, max(repeat, 3))  # cheap: median of 3
+        warm_ready_s, warm, warm_rss = warm_runs(
+            work, trivial, max(repeat, 3)
+        )  # cheap: median of 3
         say(
             f"replay: warm JVM ready after {warm_ready_s} s; replays {[r['process_wall_s'] for r in warm]} s"
         )
@@ -281,6 +284,9 @@ def run(quick: bool, repeat: int, keep: bool = False, repeat_full: int = 1) -> R
         met=warm_wall is not None and warm_wall <= TARGET_FIXED_S,
         runs=[(r["process_wall_s"], r.get("job_s"), r.get("via_warm_jvm")) for r in warm],
     )
+    result.row(
+        "  the warm JVM: ready after / resident when idle", f"{warm_ready_s} s / {warm_rss} MiB", ""
+    )
     parts = [r["planning_parts_s"] for r in trivial_runs if "planning_parts_s" in r]
     if parts:
         result.row(
@@ -320,6 +326,7 @@ def run(quick: bool, repeat: int, keep: bool = False, repeat_full: int = 1) -> R
         "trivial_runs": trivial_runs,
         "warm_ready_s": warm_ready_s,
         "warm_runs": warm,
+        "warm_rss_mib": warm_rss,
         "full_runs": full_runs,
         "pandas_runs": pandas_runs,
         "pandas_with_books": pandas_books,
