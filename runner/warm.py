@@ -97,10 +97,12 @@ def try_replay(argv: list[str], trades: Path) -> int | None:
         "cwd": os.getcwd(),
         "env": {k: v for k, v in os.environ.items() if k.startswith(ENV_PREFIXES)},
     }
+    answered = False
     try:
         sock.sendall((json.dumps(request) + "\n").encode())
         sock.settimeout(None)
         for line in sock.makefile("r", encoding="utf-8"):
+            answered = True
             message = json.loads(line)
             if message.get("stale"):
                 print(
@@ -126,8 +128,10 @@ def try_replay(argv: list[str], trades: Path) -> int | None:
         pass
     finally:
         sock.close()
+    if not answered:  # it stopped before taking the replay: run it here
+        return None
     print(
-        f"runner: the warm JVM went away during the replay (its log: {RUN / 'logs' / 'warm.log'})",
+        "runner: the warm JVM went away during the replay (see the output of `make warm`)",
         file=sys.stderr,
     )
     return 1

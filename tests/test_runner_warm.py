@@ -142,3 +142,31 @@ def test_warm_when_code_changed_since_start_then_names_the_files(tmp_path: Path)
     (tmp_path / "udfs" / "new.py").write_text("y = 2\n")
     os.utime(tmp_path / "udfs" / "algopack.py", (1, 1))
     assert warm.changed_code(snapshot, tmp_path) == ["udfs/algopack.py", "udfs/new.py"]
+
+
+def test_warm_client_when_server_closes_before_answering_then_runs_itself(
+    tmp_path: Path, monkeypatch
+) -> None:
+    from runner import warm
+
+    path = tmp_path / "warm.sock"
+    monkeypatch.setattr(warm, "socket_path", lambda: path)
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(str(path))
+    server.listen(1)
+
+    def hang_up() -> None:
+        conn, _ = server.accept()
+        conn.makefile("r").readline()
+        conn.close()  # stopping: the request is read, never answered
+
+    thread = threading.Thread(target=hang_up, daemon=True)
+    thread.start()
+    trades = tmp_path / "trades.jsonl"
+    trades.write_text('{"ticker": "SBER"}\n')
+    try:
+        assert warm.try_replay(["--trades", str(trades), "--out", "x"], trades) is None
+        thread.join(5)
+        assert not thread.is_alive()
+    finally:
+        server.close()
