@@ -39,6 +39,7 @@ from runner.settings import Settings
 ENV_PREFIXES = ("MOEX_", "KAFKA_")  # the settings a request carries (runner/settings.py)
 CONNECT_TIMEOUT_S = 2.0
 REQUEST_TIMEOUT_S = 30.0
+BUSY_READ_TIMEOUT_S = 5.0
 WARMUP_TRADES = 300
 CODE_PACKAGES = ("runner", "udfs", "producer", "moex")  # what a replay imports
 
@@ -308,8 +309,13 @@ def serve(settings: Settings) -> int:
             except OSError:
                 return
             if busy.is_set():
+                # Read the request before answering: closing a socket with unread data resets
+                # the connection, and the client would lose the answer.
                 with conn, contextlib.suppress(OSError):
+                    conn.settimeout(BUSY_READ_TIMEOUT_S)
+                    conn.makefile("r", encoding="utf-8").readline()
                     conn.sendall(b'{"busy": true}\n')
+                    conn.shutdown(socket.SHUT_WR)
                 continue
             busy.set()
             requests.put(conn)
