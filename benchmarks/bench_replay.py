@@ -174,7 +174,7 @@ def pandas_once(work: Path, inputs: Path, label: str, books: bool = False) -> di
     return {"label": label, "process_wall_s": round(wall, 2), **json.loads(text)}
 
 
-def warm_runs(work: Path, inputs: Path, count: int) -> tuple[float | None, list[dict], float]:
+def warm_runs(work: Path, inputs: Path, count: int) -> tuple[float, list[dict], int]:
     """`python -m runner warm` started, then `count` replays of `inputs` sent to it: the warm
     JVM's start (s), the replays' runs (each printed "replaying in the warm JVM") and the warm
     process tree's resident MiB once idle again."""

@@ -11,9 +11,10 @@ is still its own job on its own MiniCluster, with its own Python workers.
 One replay at a time: a second one while it is busy runs in its own JVM, as without it. A larger
 replay also does (the warm JVM runs C1 only, which suits short jobs: runner/flink_env.py), so
 does one that sets --jvm-heap-mb, and so does every replay once the project's Python code has
-changed since the warm process started (it would run the old code: restart it). MOEX_WARM=0 turns the client side off. The JVM's own output
-goes to the warm process's stdout, not to the client. A client interrupted by Ctrl-C leaves its
-replay to finish in the warm JVM (into its --out folder).
+changed since the warm process started (it would run the old code: restart it). MOEX_WARM=0
+turns the client side off. The JVM's own output goes to the warm process's stdout, not to the
+client. A client interrupted by Ctrl-C leaves its replay to finish in the warm JVM (into its
+--out folder).
 """
 
 from __future__ import annotations
@@ -141,6 +142,11 @@ def try_replay(argv: list[str], trades: Path) -> int | None:
 # --- the warm process -------------------------------------------------------------------------
 
 
+def _send(conn: socket.socket, message: dict) -> None:
+    """One message of the protocol: a JSON object on a line."""
+    conn.sendall((json.dumps(message) + "\n").encode())
+
+
 class _Stream:
     """A text stream that sends what is written to the client as {"out"|"err": text} lines;
     once the client has gone, the rest is dropped (the replay itself carries on)."""
@@ -153,7 +159,7 @@ class _Stream:
         if text and not self.gone:
             with self.lock:
                 try:
-                    self.conn.sendall((json.dumps({self.key: text}) + "\n").encode())
+                    _send(self.conn, {self.key: text})
                 except OSError:
                     self.gone = True
         return len(text)
@@ -228,7 +234,7 @@ def _handle(conn: socket.socket, snapshot: dict[str, float]) -> None:
             shown = ", ".join(changed[:3]) + (" ..." if len(changed) > 3 else "")
             print(f"warm: refused a replay: code changed since the start ({shown})", flush=True)
             with contextlib.suppress(OSError):
-                conn.sendall((json.dumps({"stale": shown}) + "\n").encode())
+                _send(conn, {"stale": shown})
             return
         lock = threading.Lock()
         out, err = _Stream(conn, "out", lock), _Stream(conn, "err", lock)
@@ -240,7 +246,7 @@ def _handle(conn: socket.socket, snapshot: dict[str, float]) -> None:
             f"warm: replay {request['argv']} -> exit {code} in {time.monotonic() - started:.1f} s"
         )
         with contextlib.suppress(OSError):
-            conn.sendall((json.dumps({"exit": code}) + "\n").encode())
+            _send(conn, {"exit": code})
 
 
 def _warm_up(work: Path) -> float:
@@ -314,7 +320,7 @@ def serve(settings: Settings) -> int:
                 with conn, contextlib.suppress(OSError):
                     conn.settimeout(BUSY_READ_TIMEOUT_S)
                     conn.makefile("r", encoding="utf-8").readline()
-                    conn.sendall(b'{"busy": true}\n')
+                    _send(conn, {"busy": True})
                     conn.shutdown(socket.SHUT_WR)
                 continue
             busy.set()

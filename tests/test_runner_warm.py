@@ -75,6 +75,37 @@ def test_warm_when_replays_then_same_rows_as_own_jvm_and_busy_falls_back(tmp_pat
     assert not (tmp_path / "run" / "warm.sock").exists()
 
 
+def _small_trades(tmp_path: Path) -> Path:
+    trades = tmp_path / "trades.jsonl"
+    trades.write_text('{"ticker": "SBER"}\n{"ticker": "SBER"}\n')
+    return trades
+
+
+def _stand_in(tmp_path: Path, monkeypatch, reply) -> tuple[socket.socket, threading.Thread]:
+    """A stand-in warm process on tmp_path/warm.sock: each connection's request line is read
+    and handed with the connection to `reply(conn, request)`."""
+    from runner import warm
+
+    path = tmp_path / "warm.sock"
+    monkeypatch.setattr(warm, "socket_path", lambda: path)
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(str(path))
+    server.listen(8)
+
+    def serve() -> None:
+        while True:
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                return
+            with conn:
+                reply(conn, json.loads(conn.makefile("r").readline()))
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    return server, thread
+
+
 def test_warm_client_when_socket_left_by_killed_process_then_runs_itself(
     tmp_path: Path, monkeypatch
 ) -> None:
@@ -84,8 +115,7 @@ def test_warm_client_when_socket_left_by_killed_process_then_runs_itself(
     stale = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     stale.bind(str(tmp_path / "warm.sock"))
     stale.close()  # the file stays, nobody listens
-    trades = tmp_path / "trades.jsonl"
-    trades.write_text('{"ticker": "SBER"}\n{"ticker": "SBER"}\n')
+    trades = _small_trades(tmp_path)
     assert (tmp_path / "warm.sock").exists()
     assert warm.try_replay(["--trades", str(trades), "--out", "x"], trades) is None
 
@@ -96,26 +126,14 @@ def test_warm_client_when_listening_then_sends_unless_off_large_or_own_heap(
     """Which replays go to the warm JVM: a stand-in server answers exit 7 to whatever it gets."""
     from runner import warm
 
-    path = tmp_path / "warm.sock"
-    monkeypatch.setattr(warm, "socket_path", lambda: path)
-    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    server.bind(str(path))
-    server.listen(8)
     received: list[dict] = []
 
-    def answer() -> None:
-        while True:
-            try:
-                conn, _ = server.accept()
-            except OSError:
-                return
-            with conn:
-                received.append(json.loads(conn.makefile("r").readline()))
-                conn.sendall(b'{"out": "hello\\n"}\n{"exit": 7}\n')
+    def answer(conn: socket.socket, request: dict) -> None:
+        received.append(request)
+        conn.sendall(b'{"out": "hello\\n"}\n{"exit": 7}\n')
 
-    threading.Thread(target=answer, daemon=True).start()
-    trades = tmp_path / "trades.jsonl"
-    trades.write_text('{"ticker": "SBER"}\n{"ticker": "SBER"}\n')
+    server, _ = _stand_in(tmp_path, monkeypatch, answer)
+    trades = _small_trades(tmp_path)
     argv = ["--trades", str(trades), "--out", "x"]
     monkeypatch.setenv("MOEX_ONLY", "candles_1m")
     try:
@@ -149,24 +167,15 @@ def test_warm_client_when_server_closes_before_answering_then_runs_itself(
 ) -> None:
     from runner import warm
 
-    path = tmp_path / "warm.sock"
-    monkeypatch.setattr(warm, "socket_path", lambda: path)
-    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    server.bind(str(path))
-    server.listen(1)
+    hung_up = threading.Event()
 
-    def hang_up() -> None:
-        conn, _ = server.accept()
-        conn.makefile("r").readline()
-        conn.close()  # stopping: the request is read, never answered
+    def hang_up(conn: socket.socket, request: dict) -> None:
+        hung_up.set()  # stopping: the request is read, never answered
 
-    thread = threading.Thread(target=hang_up, daemon=True)
-    thread.start()
-    trades = tmp_path / "trades.jsonl"
-    trades.write_text('{"ticker": "SBER"}\n')
+    server, _ = _stand_in(tmp_path, monkeypatch, hang_up)
+    trades = _small_trades(tmp_path)
     try:
         assert warm.try_replay(["--trades", str(trades), "--out", "x"], trades) is None
-        thread.join(5)
-        assert not thread.is_alive()
+        assert hung_up.wait(5)
     finally:
         server.close()
