@@ -79,7 +79,9 @@ def test_book_metrics_when_random_books_then_match_reference_snapshot_within_1e_
 
 def test_book_frame_when_one_batch_of_mixed_books_then_each_row_as_alone() -> None:
     """The vectorised function pads every side of a batch to its deepest one: rows of different
-    depths, empty sides and an unknown ticker in one batch give what each gives alone."""
+    depths, empty sides and an unknown ticker in one batch give what each gives alone, to the
+    last bit (a live run and a replay batch the same snapshot differently; with numpy's pairwise
+    sums a fresh-clone CI run saw a replay's obstats differ in the 16th digit)."""
     rng = random.Random(5)
     books = [
         ("SBER", *_random_book(rng, 10, 10, 500)),
@@ -109,7 +111,7 @@ def test_book_frame_when_one_batch_of_mixed_books_then_each_row_as_alone() -> No
             if value is None:
                 assert np.isnan(row[name]), (ticker, name)
             else:
-                assert row[name] == pytest.approx(value, rel=1e-12), (ticker, name)
+                assert row[name] == value, (ticker, name)
     assert frame.iloc[2].isna().all()  # unknown ticker: no lot size, no metric
     assert frame.iloc[1][["levels_b", "vol_b"]].tolist() == [0.0, 0.0]
 

@@ -68,6 +68,16 @@ def _ratio(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
     return out
 
 
+def _row_sums(matrix: np.ndarray) -> np.ndarray:
+    """Each row's sum, NaN counted as 0, added left to right. numpy's own sum is pairwise, so
+    its last bit depends on the matrix's width, which is the deepest book of the batch: the same
+    snapshot would then differ in a live run and a replay, whose batches differ."""
+    total = np.zeros(len(matrix))
+    for column in np.nan_to_num(matrix, nan=0.0).T:
+        total = total + column
+    return total
+
+
 def _side(levels: pd.Series) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Prices and lots of a batch of book sides as (rows x depth) matrices, best level first,
     padded with NaN prices and 0 lots, and the number of levels of each row. A NULL side is
@@ -116,9 +126,9 @@ def book_frame(tickers: pd.Series, bids: pd.Series, asks: pd.Series) -> pd.DataF
     lot = np.array([np.nan if (n := lot_of(t)) is None else n for t in tickers], dtype="float64")
     bid, bid_qty, levels_b = _side(bids)
     ask, ask_qty, levels_s = _side(asks)
-    vol_b, vol_s = bid_qty.sum(axis=1), ask_qty.sum(axis=1)
-    val_b = np.nansum(bid * bid_qty, axis=1) * lot
-    val_s = np.nansum(ask * ask_qty, axis=1) * lot
+    vol_b, vol_s = _row_sums(bid_qty), _row_sums(ask_qty)
+    val_b = _row_sums(bid * bid_qty) * lot
+    val_s = _row_sums(ask * ask_qty) * lot
     vwap_b_1mio = _vwap_for_value(bid, bid_qty, lot)
     vwap_s_1mio = _vwap_for_value(ask, ask_qty, lot)
     both = (levels_b > 0) & (levels_s > 0)
