@@ -105,7 +105,7 @@ demo: $(VENV) $(JARS) ## Replay a seeded synthetic session through every output 
 		--out .run/demo/backtest/out
 
 .PHONY: warm
-warm: $(VENV) $(JARS) ## Keep one JVM warm: replays of <= 100 K trades then run in it and start in seconds (Ctrl-C stops)
+warm: $(VENV) $(JARS) ## Keep one JVM warm: replays and backtests of <= 100 K trades then run in it and start in seconds (Ctrl-C stops)
 	$(MOEX) warm
 
 .PHONY: up-cluster

@@ -33,7 +33,9 @@ COMMANDS: dict[str, Command] = {
     "check": Command("runner.cli", "validate sql/ (file:line errors); start nothing", ("check",)),
     "replay": Command("runner.cli", "run the same sql/ over files into JSONL", ("replay",)),
     "warm": Command(
-        "runner.cli", "keep one JVM warm: replays of <= 100 K trades start in seconds", ("warm",)
+        "runner.cli",
+        "keep one JVM warm: replays and backtests of <= 100 K trades start in seconds",
+        ("warm",),
     ),
     "reload": Command("runner.cli", "resubmit the running job with edited sql/", ("reload",)),
     "backtest": Command(

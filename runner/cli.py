@@ -5,7 +5,7 @@ python -m runner check    validate sql/ with sqlglot and Flink's planner; start 
 python -m runner replay   --trades F [--orderbook F] [--status F] --out DIR
 python -m runner reload   validate, then stop the running job with a savepoint and resubmit
 python -m runner backtest --strategy NAME[,NAME|all] --trades F [--orderbook F] --out DIR
-python -m runner warm     keep one JVM warm: later replays of <= 100 K trades run in it
+python -m runner warm     keep one JVM warm: later replays and backtests of <= 100 K trades run in it
 """
 
 from __future__ import annotations
@@ -101,7 +101,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    code = warm.try_replay(args.argv, args.trades)
+    code = warm.try_warm("replay", args.argv, args.trades)
     if code is not None:
         return code
     settings = _settings(args)
@@ -113,6 +113,9 @@ def cmd_warm(args: argparse.Namespace) -> int:
 
 
 def cmd_backtest(args: argparse.Namespace) -> int:
+    code = warm.try_warm("backtest", args.argv, args.trades)
+    if code is not None:
+        return code
     return backtest(_settings(args), args)
 
 
@@ -154,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
     rep.add_argument("--out", required=True, type=Path)
 
     warm_jvm = sub.add_parser(
-        "warm", help="keep a JVM warm: later replays of <= 100 K trades start in seconds"
+        "warm", help="keep a JVM warm: later replays/backtests of <= 100 K trades start in seconds"
     )
     add_flags(warm_jvm, Settings, ("jvm_heap_mb",))
 

@@ -1,17 +1,19 @@
-"""`python -m runner warm`: one JVM kept warm, so that short replays start in seconds.
+"""`python -m runner warm`: one JVM kept warm, so that short replays and backtests start in
+seconds.
 
 A replay's fixed cost is mostly starting things: the JVM, its class loading and JIT, Flink's
 translation of the plan (docs/performance.md, Engine). The warm process starts the JVM once,
 runs a small replay to load and compile that code, then serves replays over a Unix socket
-(RUN/warm.sock): `python -m runner replay` of <= QUICK_START_MAX_TRADES trades finds the socket
-and sends its command line, working folder and MOEX_*/KAFKA_* variables; the warm process runs
-the very same `runner replay` in its JVM and streams its output and exit code back. Each replay
-is still its own job on its own MiniCluster, with its own Python workers.
+(RUN/warm.sock): `python -m runner replay` or `backtest` of <= QUICK_START_MAX_TRADES trades
+finds the socket and sends its command line, working folder and MOEX_*/KAFKA_* variables; the
+warm process runs the very same command in its JVM and streams its output and exit code back.
+Each replay is still its own job on its own MiniCluster, with its own Python workers.
 
 One replay at a time: a second one while it is busy runs in its own JVM, as without it. A larger
 replay also does (the warm JVM runs C1 only, which suits short jobs: runner/flink_env.py), so
-does one that sets --jvm-heap-mb, and so does every replay once the project's Python code has
-changed since the warm process started (it would run the old code: restart it). MOEX_WARM=0
+does one that sets --jvm-heap-mb or FLINK_HEAP_MB (a running JVM's heap is fixed), and so does
+every replay once the project's Python code has changed since the warm process started (it
+would run the old code: restart it). MOEX_WARM=0
 turns the client side off. The JVM's own output goes to the warm process's stdout, not to the
 client. A client interrupted by Ctrl-C leaves its replay to finish in the warm JVM (into its
 --out folder).
@@ -43,6 +45,7 @@ REQUEST_TIMEOUT_S = 30.0
 BUSY_READ_TIMEOUT_S = 5.0
 WARMUP_TRADES = 300
 CODE_PACKAGES = ("runner", "udfs", "producer", "moex")  # what a replay imports
+COMMANDS = ("replay", "backtest")  # the runner commands the warm JVM serves
 
 _serving = False  # set in the warm process: its own replays must not call itself
 
@@ -82,12 +85,13 @@ def _connect() -> socket.socket | None:
     return sock
 
 
-def try_replay(argv: list[str], trades: Path) -> int | None:
-    """Run `runner replay argv` in the warm JVM if one serves this checkout's RUN and the replay
-    suits it: its exit code, or None to run it here."""
-    if _serving or os.environ.get("MOEX_WARM", "1") == "0":
+def try_warm(command: str, argv: list[str], trades: Path) -> int | None:
+    """Run `runner <command> argv` (a replay or a backtest) in the warm JVM if one serves this
+    checkout's RUN and the replay suits it: its exit code, or None to run it here."""
+    if _serving or os.environ.get("MOEX_WARM", "1") == "0" or command not in COMMANDS:
         return None
-    if any(a.startswith("--jvm-heap-mb") for a in argv) or not trades.is_file():
+    own_heap = "FLINK_HEAP_MB" in os.environ or any(a.startswith("--jvm-heap-mb") for a in argv)
+    if own_heap or not trades.is_file():
         return None
     if _trade_lines(trades, QUICK_START_MAX_TRADES) > QUICK_START_MAX_TRADES:
         return None
@@ -95,6 +99,7 @@ def try_replay(argv: list[str], trades: Path) -> int | None:
     if sock is None:
         return None
     request = {
+        "command": command,
         "argv": argv,
         "cwd": os.getcwd(),
         "env": {k: v for k, v in os.environ.items() if k.startswith(ENV_PREFIXES)},
@@ -115,7 +120,8 @@ def try_replay(argv: list[str], trades: Path) -> int | None:
                 return None
             if message.get("busy"):
                 print(
-                    "runner: the warm JVM is busy with another replay; starting a JVM", flush=True
+                    "runner: the warm JVM is busy with another replay; starting a JVM",
+                    flush=True,
                 )
                 return None
             if "out" in message:
@@ -189,11 +195,11 @@ def _as_client(request: dict):
         os.environ.update(saved_env)
 
 
-def _run_replay(argv: list[str]) -> int:
+def _run(command: str, argv: list[str]) -> int:
     from runner.cli import main
 
     try:
-        return int(main(["replay", *argv]) or 0)
+        return int(main([command, *argv]) or 0)
     except SystemExit as exc:  # argparse: bad options
         return exc.code if isinstance(exc.code, int) else 2
     except Exception:
@@ -236,14 +242,18 @@ def _handle(conn: socket.socket, snapshot: dict[str, float]) -> None:
             with contextlib.suppress(OSError):
                 _send(conn, {"stale": shown})
             return
+        command = request["command"]
         lock = threading.Lock()
         out, err = _Stream(conn, "out", lock), _Stream(conn, "err", lock)
         started = time.monotonic()
-        err.write(f"runner: replaying in the warm JVM (pid {os.getpid()}, {socket_path()})\n")
+        err.write(
+            f"runner: running {command} in the warm JVM (pid {os.getpid()}, {socket_path()})\n"
+        )
         with _as_client(request), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            code = _run_replay(request["argv"])
+            code = _run(command, request["argv"])
         print(
-            f"warm: replay {request['argv']} -> exit {code} in {time.monotonic() - started:.1f} s"
+            f"warm: {command} {request['argv']} -> exit {code} in "
+            f"{time.monotonic() - started:.1f} s"
         )
         with contextlib.suppress(OSError):
             _send(conn, {"exit": code})
@@ -263,7 +273,8 @@ def _warm_up(work: Path) -> float:
         contextlib.redirect_stdout(devnull),
         contextlib.redirect_stderr(devnull),
     ):
-        code = _run_replay(
+        code = _run(
+            "replay",
             ["--trades", str(inputs / "trades.jsonl"), "--orderbook", str(inputs / "orderbook.jsonl"),
              "--status", str(inputs / "market_status.jsonl"), "--out", str(work / "out")]
         )  # fmt: skip
@@ -300,7 +311,8 @@ def serve(settings: Settings) -> int:
     pid_path().write_text(str(os.getpid()))
     print(
         f"runner: warm JVM ready after {time.monotonic() - started:.0f} s on {path}: "
-        f"`python -m runner replay` of <= {QUICK_START_MAX_TRADES:,} trades runs here "
+        f"`python -m runner replay` or `backtest` of <= {QUICK_START_MAX_TRADES:,} trades "
+        "runs here "
         "(Ctrl-C stops)",
         flush=True,
     )

@@ -1,6 +1,6 @@
-"""`python -m runner warm` (runner/warm.py): a replay sent to the warm JVM writes the same rows
-as one in its own JVM, a replay arriving while the warm JVM is busy runs in its own, and a
-socket left by a killed warm process is ignored."""
+"""`python -m runner warm` (runner/warm.py): a replay or a backtest sent to the warm JVM writes
+the same rows as one in its own JVM, a replay arriving while the warm JVM is busy runs in its
+own, and a socket left by a killed warm process is ignored."""
 
 from __future__ import annotations
 
@@ -17,13 +17,15 @@ from tests.environ import clean_environ
 from tests.processes import Group, wait_for
 
 READY = "warm JVM ready"
-VIA_WARM = "replaying in the warm JVM"
+VIA_WARM = "in the warm JVM (pid"
 BUSY = "the warm JVM is busy"
 
 
-def _replay(inputs: Path, out: Path, env: dict[str, str]) -> subprocess.CompletedProcess:
+def _replay(
+    inputs: Path, out: Path, env: dict[str, str], command: tuple[str, ...] = ("replay",)
+) -> subprocess.CompletedProcess:
     command = [
-        sys.executable, "-m", "runner", "replay",
+        sys.executable, "-m", "runner", *command,
         "--trades", str(inputs / "trades.jsonl"), "--orderbook", str(inputs / "orderbook.jsonl"),
         "--status", str(inputs / "market_status.jsonl"), "--out", str(out),
     ]  # fmt: skip
@@ -69,6 +71,25 @@ def test_warm_when_replays_then_same_rows_as_own_jvm_and_busy_falls_back(tmp_pat
             mine = (tmp_path / "own-out" / name).read_text()
             assert (tmp_path / "warm-out" / name).read_text() == mine, name
         assert any((tmp_path / "own-out" / n).read_text() for n in files)
+
+        # A backtest goes there too, and writes what one in its own JVM writes.
+        backtest = ("backtest", "--strategy", "all")
+        warm_bt = _replay(inputs, tmp_path / "warm-bt", env, backtest)
+        assert warm_bt.returncode == 0, warm_bt.stdout + warm_bt.stderr
+        assert "running backtest in the warm JVM" in warm_bt.stderr, warm_bt.stderr
+        assert "report: " in warm_bt.stdout, warm_bt.stdout
+        own_bt = _replay(inputs, tmp_path / "own-bt", {**env, "MOEX_WARM": "0"}, backtest)
+        assert own_bt.returncode == 0, own_bt.stdout + own_bt.stderr
+        assert VIA_WARM not in own_bt.stderr, own_bt.stderr
+        results = sorted(p.name for p in (tmp_path / "own-bt").glob("*.jsonl"))
+        # 3 strategies (rows, round trips), the candles and indicators the report draws
+        assert len(results) == 8, results
+        assert (tmp_path / "own-bt" / "ema_cross_12_26.jsonl").read_text(), results
+        assert results == sorted(p.name for p in (tmp_path / "warm-bt").glob("*.jsonl"))
+        for name in results:
+            mine = (tmp_path / "own-bt" / name).read_text()
+            assert (tmp_path / "warm-bt" / name).read_text() == mine, name
+        assert (tmp_path / "warm-bt" / "report.html").stat().st_size > 10_000
     finally:
         server.stop()
     assert "warm JVM stopped" in server.log(), server.log()
@@ -117,13 +138,14 @@ def test_warm_client_when_socket_left_by_killed_process_then_runs_itself(
     stale.close()  # the file stays, nobody listens
     trades = _small_trades(tmp_path)
     assert (tmp_path / "warm.sock").exists()
-    assert warm.try_replay(["--trades", str(trades), "--out", "x"], trades) is None
+    assert warm.try_warm("replay", ["--trades", str(trades), "--out", "x"], trades) is None
 
 
 def test_warm_client_when_listening_then_sends_unless_off_large_or_own_heap(
     tmp_path: Path, monkeypatch
 ) -> None:
-    """Which replays go to the warm JVM: a stand-in server answers exit 7 to whatever it gets."""
+    """Which replays and backtests go to the warm JVM: a stand-in server answers exit 7 to
+    whatever it gets."""
     from runner import warm
 
     received: list[dict] = []
@@ -137,15 +159,22 @@ def test_warm_client_when_listening_then_sends_unless_off_large_or_own_heap(
     argv = ["--trades", str(trades), "--out", "x"]
     monkeypatch.setenv("MOEX_ONLY", "candles_1m")
     try:
-        assert warm.try_replay(argv, trades) == 7
+        assert warm.try_warm("replay", argv, trades) == 7
         assert received[-1]["argv"] == argv and received[-1]["env"]["MOEX_ONLY"] == "candles_1m"
-        assert warm.try_replay([*argv, "--jvm-heap-mb", "2048"], trades) is None
+        assert received[-1]["command"] == "replay"
+        assert warm.try_warm("backtest", ["--strategy", "all", *argv], trades) == 7
+        assert received[-1]["command"] == "backtest"
+        assert warm.try_warm("run", argv, trades) is None  # only replays and backtests
+        assert warm.try_warm("replay", [*argv, "--jvm-heap-mb", "2048"], trades) is None
+        monkeypatch.setenv("FLINK_HEAP_MB", "2048")  # the warm JVM's heap is fixed
+        assert warm.try_warm("replay", argv, trades) is None
+        monkeypatch.delenv("FLINK_HEAP_MB")
         monkeypatch.setattr(warm, "QUICK_START_MAX_TRADES", 1)  # this file is "large" now
-        assert warm.try_replay(argv, trades) is None
+        assert warm.try_warm("replay", argv, trades) is None
         monkeypatch.setattr(warm, "QUICK_START_MAX_TRADES", 100)
         monkeypatch.setenv("MOEX_WARM", "0")
-        assert warm.try_replay(argv, trades) is None
-        assert len(received) == 1
+        assert warm.try_warm("replay", argv, trades) is None
+        assert len(received) == 2
     finally:
         server.close()
 
@@ -175,7 +204,7 @@ def test_warm_client_when_server_closes_before_answering_then_runs_itself(
     server, _ = _stand_in(tmp_path, monkeypatch, hang_up)
     trades = _small_trades(tmp_path)
     try:
-        assert warm.try_replay(["--trades", str(trades), "--out", "x"], trades) is None
+        assert warm.try_warm("replay", ["--trades", str(trades), "--out", "x"], trades) is None
         assert hung_up.wait(5)
     finally:
         server.close()
