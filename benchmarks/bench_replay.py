@@ -30,6 +30,7 @@ from benchmarks.harness import PY, TICKERS, Proc, child_env, say, workspace
 from benchmarks.report import Result, median
 from benchmarks.sampling import Sampler, find_rest_port
 from runner.flink_rest import rest
+from runner.warm import SERVED_MARK
 
 # "runner: replayed T trades, B book snapshots, S status changes in X s (planning P s, job J s"
 # (older runners printed no planning time; their job time included it)
@@ -176,7 +177,7 @@ def pandas_once(work: Path, inputs: Path, label: str, books: bool = False) -> di
 
 def warm_runs(work: Path, inputs: Path, count: int) -> tuple[float, list[dict], int]:
     """`python -m runner warm` started, then `count` replays of `inputs` sent to it: the warm
-    JVM's start (s), the replays' runs (each printed "replaying in the warm JVM") and the warm
+    JVM's start (s), the replays' runs (each printed warm.SERVED_MARK) and the warm
     process tree's resident MiB once idle again."""
     started = time.monotonic()
     server = Proc("warm", [PY, "-m", "runner", "warm"], work / "warm.log", child_env(work))
@@ -191,7 +192,7 @@ def warm_runs(work: Path, inputs: Path, count: int) -> tuple[float, list[dict], 
         for index in range(count):
             runs.append(replay_once(work, inputs, f"warm-{index}"))
             text = (work / f"replay-warm-{index}.log").read_text(errors="replace")
-            runs[-1]["via_warm_jvm"] = "replaying in the warm JVM" in text
+            runs[-1]["via_warm_jvm"] = SERVED_MARK in text
         return ready_s, runs, round(server.rss_mib())
     finally:
         server.stop()

@@ -46,6 +46,7 @@ BUSY_READ_TIMEOUT_S = 5.0
 WARMUP_TRADES = 300
 CODE_PACKAGES = ("runner", "udfs", "producer", "moex")  # what a replay imports
 COMMANDS = ("replay", "backtest")  # the runner commands the warm JVM serves
+SERVED_MARK = "in the warm JVM (pid"  # in the first line a served command prints (stderr)
 
 _serving = False  # set in the warm process: its own replays must not call itself
 
@@ -246,9 +247,7 @@ def _handle(conn: socket.socket, snapshot: dict[str, float]) -> None:
         lock = threading.Lock()
         out, err = _Stream(conn, "out", lock), _Stream(conn, "err", lock)
         started = time.monotonic()
-        err.write(
-            f"runner: running {command} in the warm JVM (pid {os.getpid()}, {socket_path()})\n"
-        )
+        err.write(f"runner: running {command} {SERVED_MARK} {os.getpid()}, {socket_path()})\n")
         with _as_client(request), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
             code = _run(command, request["argv"])
         print(

@@ -13,11 +13,12 @@ import threading
 from pathlib import Path
 
 from moex.paths import ROOT
+from runner.warm import SERVED_MARK
 from tests.environ import clean_environ
 from tests.processes import Group, wait_for
 
 READY = "warm JVM ready"
-VIA_WARM = "in the warm JVM (pid"
+VIA_WARM = SERVED_MARK
 BUSY = "the warm JVM is busy"
 
 
