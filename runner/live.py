@@ -5,6 +5,7 @@ rule of which outputs restore are described in runner/reload.py.
 
 from __future__ import annotations
 
+import gc
 import signal
 import sys
 import time
@@ -134,6 +135,21 @@ class LiveJob:
         self.record = None
 
     def reload(self) -> None:
+        # While the new sql/ is planned, only this thread may talk to the JVM (docs/flink-job.md,
+        # PyFlink facts). Python's cycle collector runs in whichever thread allocates, here also
+        # the threads of the running job's Python UDFs (loopback mode), and finalising the py4j
+        # objects of an earlier planning sends the JVM a message from that thread, which can
+        # leave the planner on a connection without the connector jars: a fresh-clone CI run saw
+        # a reload after two refused ones fail with "Unable to create a source ... 'kafka'". So
+        # that garbage is collected here first, and the collector waits until the reload ends.
+        gc.collect()
+        gc.disable()
+        try:
+            self._reload()
+        finally:
+            gc.enable()
+
+    def _reload(self) -> None:
         self.record = {"started": time.time(), "lines": [], "done": False}
         marks = {"asked": time.monotonic()}
         old_job = self.job_id
